@@ -1,0 +1,53 @@
+"""`python -m engine`: every subcommand lives in its own module under engine.commands.
+
+A command module defines `NAME`, `HELP` and `register(parser)`, which adds its options and sets
+`func` (called with the parsed args, returning an exit code). Failures the user can fix raise
+EngineError and end as one line on stderr (and an `error` event with --json), exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from . import __version__, commands
+from .errors import EngineError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m engine",
+        description="GAN2Shape engine: 3D shape, albedo, view and light from one image via a 2D GAN.",
+    )
+    parser.add_argument("--version", action="version", version=f"engine {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(sub.add_parser(module.NAME, help=module.HELP, description=module.HELP))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except EngineError as exc:
+        if getattr(args, "json", False):
+            from .progress import Progress
+
+            Progress(json_mode=True).error(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

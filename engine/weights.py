@@ -1,0 +1,98 @@
+"""Where checkpoints live and which of the known ones are present (weights/manifest.toml)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EngineError
+
+REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+def weights_dirs() -> list[Path]:
+    """Folders searched for checkpoints, first match wins: $GAN2SHAPE_WEIGHTS, then the repo's weights/."""
+    dirs = [Path(p) for p in os.environ.get("GAN2SHAPE_WEIGHTS", "").split(os.pathsep) if p]
+    return [*dirs, REPO_WEIGHTS]
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One known checkpoint from the manifest."""
+
+    name: str
+    file: str
+    kind: str
+    size: int | None = None
+    channel_multiplier: int | None = None
+    presets: tuple[str, ...] = field(default_factory=tuple)
+    shipped: bool = False
+    note: str = ""
+
+    def find(self) -> Path | None:
+        for d in weights_dirs():
+            if (d / self.file).is_file():
+                return d / self.file
+        return None
+
+
+def manifest() -> dict[str, WeightsEntry]:
+    """Known checkpoints by name, read from weights/manifest.toml."""
+    path = REPO_WEIGHTS / "manifest.toml"
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise EngineError(f"cannot read the weights manifest: {exc}", path) from exc
+    return {name: WeightsEntry(name=name, **{**v, "presets": tuple(v.get("presets", ()))})
+            for name, v in data.items()}
+
+
+def resolve(name_or_path: str) -> Path:
+    """A manifest name or a file path → an existing file, or an EngineError saying what is missing."""
+    entries = manifest()
+    if name_or_path in entries:
+        entry = entries[name_or_path]
+        found = entry.find()
+        if found is None:
+            where = ", ".join(str(d) for d in weights_dirs())
+            raise EngineError(f"weights '{name_or_path}' not found: put {entry.file} in one of: {where}")
+        return found
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise EngineError("weights file does not exist", path)
+    return path
+
+
+def describe_mvn(path: Path) -> str:
+    """Check a view/light distribution file (dict with 'mean' (n) and 'cov' (n×n)); describe it."""
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise EngineError(f"not a readable weights-only torch file ({type(exc).__name__})", path) from exc
+    if not isinstance(data, dict) or "mean" not in data or "cov" not in data:
+        raise EngineError("expected a dict with 'mean' and 'cov' tensors", path)
+    n = data["mean"].numel()
+    if tuple(data["cov"].shape) != (n, n):
+        raise EngineError(f"'cov' has shape {tuple(data['cov'].shape)}, expected ({n}, {n})", path)
+    return f"mvn, {n}-D"
+
+
+# kind → "module:function(path) -> description", raising EngineError when the file is not valid.
+VALIDATORS = {
+    "mvn": "engine.weights:describe_mvn",
+}
+
+
+def validate(entry: WeightsEntry, path: Path) -> str:
+    """Describe a checkpoint of a known kind, raising EngineError if it does not load as that kind."""
+    import importlib
+
+    target = VALIDATORS.get(entry.kind)
+    if target is None:
+        raise EngineError(f"no validator for weights kind '{entry.kind}'", path)
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)(path)
