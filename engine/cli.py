@@ -17,8 +17,15 @@ from . import __version__, commands
 from .errors import EngineError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors become EngineError, so --json callers get an `error` event like any other failure."""
+
+    def error(self, message: str):
+        raise EngineError(f"{self.prog}: {message} (see --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m engine",
         description="GAN2Shape engine: 3D shape, albedo, view and light from one image via a 2D GAN.",
     )
@@ -31,9 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str, json_mode: bool) -> int:
+    if json_mode:
+        from .progress import Progress
+
+        Progress(json_mode=True).error(message)
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except EngineError as exc:
+        return _fail(str(exc), "--json" in argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
@@ -42,12 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EngineError as exc:
-        if getattr(args, "json", False):
-            from .progress import Progress
-
-            Progress(json_mode=True).error(str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc), getattr(args, "json", False))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -40,9 +40,25 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
+def available_cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_for_load(cores: int | None = None, own_load: float = 0.0) -> int:
+    """All cores on a quiet machine, one when it is oversubscribed.
+
+    Why: with the cores shared (load average ≥ cores), 2-thread torch runs here cost 2–60× more
+    CPU time per iteration than 1-thread runs (threads wait for descheduled peers at every op);
+    measured on the default reconstruction and on GAN training. `own_load` is the part of the
+    load average that is the calling job itself (a running job counts itself).
+    """
+    cores = cores or available_cores()
+    load = os.getloadavg()[0] - own_load if hasattr(os, "getloadavg") else 0.0
+    return 1 if load >= cores else cores
+
+
 def set_threads(threads: int | None) -> int:
-    """Use `threads` intra-op threads (default: all cores given to this process)."""
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    torch.set_num_threads(max(1, threads))
+    """Use `threads` intra-op threads; None = all cores, or one when the machine is oversubscribed."""
+    torch.set_num_threads(max(1, threads if threads is not None else threads_for_load()))
     return torch.get_num_threads()

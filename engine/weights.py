@@ -81,9 +81,12 @@ def describe_mvn(path: Path) -> str:
     return f"mvn, {n}-D"
 
 
-# kind → "module:function(path) -> description", raising EngineError when the file is not valid.
+# kind → ("module:function(path, **expected) -> description", manifest fields passed as `expected`);
+# the function raises EngineError when the file is not valid.
 VALIDATORS = {
-    "mvn": "engine.weights:describe_mvn",
+    "mvn": ("engine.weights:describe_mvn", ()),
+    "stylegan2": ("engine.gan.checkpoint:describe_checkpoint", ("size", "channel_multiplier")),
+    "gan2shape": ("engine.nets:describe_checkpoint", ()),
 }
 
 
@@ -91,8 +94,9 @@ def validate(entry: WeightsEntry, path: Path) -> str:
     """Describe a checkpoint of a known kind, raising EngineError if it does not load as that kind."""
     import importlib
 
-    target = VALIDATORS.get(entry.kind)
-    if target is None:
+    if entry.kind not in VALIDATORS:
         raise EngineError(f"no validator for weights kind '{entry.kind}'", path)
+    target, fields = VALIDATORS[entry.kind]
     module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)(path)
+    expected = {f: getattr(entry, f) for f in fields if getattr(entry, f) is not None}
+    return getattr(importlib.import_module(module), func)(path, **expected)

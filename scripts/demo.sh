@@ -8,4 +8,5 @@ if [ ! -f weights/default/generator.pt ]; then
     echo "demo: the embedded default weights (weights/default/generator.pt) are not built yet" >&2
     exit 3
 fi
-.venv/bin/python -m engine reconstruct examples/head.png --preset default --out out/demo "$@"
+.venv/bin/python -m engine reconstruct examples/head.png --depth-gt examples/head_depth.npy \
+    --preset default --out out/demo "$@"

@@ -52,3 +52,11 @@ def test_resolve_missing_weights_names_the_file(monkeypatch, tmp_path):
 
 def test_unknown_command_exits_nonzero():
     assert main([]) == 1
+
+
+def test_usage_error_with_json_emits_one_error_event():
+    proc = run_engine("info", "--json", "--no-such-option")
+    assert proc.returncode == 2
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["error"]
+    assert "--no-such-option" in events[0]["message"]
