@@ -1,0 +1,55 @@
+"""The bank of projected samples built after step 2 and consumed by step 3 (spec §1.6).
+
+Instance mode walks the bank in mini-batches and reshuffles when the next batch would run past the
+end. QUIRK (official, kept): the read index is advanced *before* the batch is taken, so the first
+batch of a freshly collected bank is never used. Joint mode draws a random subset each iteration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class Bank:
+    """Projected images (N×3×S×S) and their masks (N×1×S×S), kept on the CPU."""
+
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor, skip_first: bool = True):
+        if images.shape[0] != masks.shape[0] or images.shape[0] == 0:
+            raise ValueError(f"bank needs as many masks as images (> 0), got {images.shape[0]} and {masks.shape[0]}")
+        self.images = images
+        self.masks = masks
+        self.index = 0 if skip_first else None
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def _shuffle(self, generator: torch.Generator) -> None:
+        perm = torch.randperm(len(self), generator=generator)
+        self.images = self.images[perm]
+        self.masks = self.masks[perm]
+
+    def next_batch(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Instance mode: the next `batch` samples in bank order, reshuffling at the end."""
+        batch = min(batch, len(self))
+        self.index = 0 if self.index is None else self.index + batch
+        if self.index + batch > len(self):
+            self.index = 0
+            self._shuffle(generator)
+        sl = slice(self.index, self.index + batch)
+        return self.images[sl], self.masks[sl]
+
+    def random_batch(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint mode: a random subset of `batch` samples."""
+        idx = torch.randperm(len(self), generator=generator)[: min(batch, len(self))]
+        return self.images[idx], self.masks[idx]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images": self.images, "masks": self.masks, "index": -1 if self.index is None else self.index}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Bank:
+        bank = cls(state["images"], state["masks"])
+        bank.index = None if int(state["index"]) < 0 else int(state["index"])
+        return bank

@@ -1,0 +1,254 @@
+"""The five networks and the forward passes of steps 1–3 (spec §1.2, §5, §6, §7.3, §11.2).
+
+`Model` owns the trainable nets and the frozen parts (generator, perceptual loss, camera); it knows
+nothing about schedules, files or progress (that is `trainer.py`). Every forward returns the total
+loss of its step plus the tensors the next step or the bundle needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import inputs, losses, nets, render
+from ..config import Config, crop_reference
+
+
+@dataclass(eq=False)
+class Target:
+    """One image to reconstruct, at the networks' size S."""
+
+    name: str
+    image: torch.Tensor  # 1×3×S×S in [-1, 1]
+    latent: torch.Tensor  # 1×dim (W space, or z for z-space generators)
+    gan_image: torch.Tensor  # 1×3×S×S, clamp(G(latent)) through the crop chain
+    mask: torch.Tensor  # 1×1×S×S object mask in [0, 1] (input view)
+    depth_gt: torch.Tensor | None = None  # 1×S×S, for metrics
+    # Canonical estimate of the latest step-1 forward (what step 2 renders pseudo samples from).
+    cache: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def cache_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.cache.items()}
+
+
+def batch_of(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Repeat a 1×… tensor to n×… (expand, no copy)."""
+    return x.expand(n, *x.shape[1:])
+
+
+def mirror(x: torch.Tensor) -> torch.Tensor:
+    """Horizontal mirror of a depth map (B×H×W) or an image (B×C×H×W): flip of the width axis."""
+    return x.flip(-1)
+
+
+class Model(nn.Module):
+    """D, A, V, L, E plus the frozen generator and perceptual net, with the official step forwards."""
+
+    def __init__(self, cfg: Config, generator: Any, perceptual: nn.Module, view_mean: torch.Tensor,
+                 light_mean: torch.Tensor, view_dist: torch.distributions.Distribution):
+        super().__init__()
+        self.cfg = cfg
+        self.nets = nn.ModuleDict(nets.build_nets(cfg.image_size, cfg.net_width, generator.latent_dim))
+        self.generator = generator
+        self.perceptual = perceptual
+        self.register_buffer("view_mean", view_mean.float().reshape(1, 6))
+        self.register_buffer("light_mean", light_mean.float().reshape(1, 4))
+        self.view_dist = view_dist
+        self.cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
+        self.opts = render.RasterOptions(min_depth=cfg.min_depth, max_depth=cfg.max_depth)
+        self.offset = nets.MappingOffset(generator, cfg.F1_d)
+        # (k_a, k_d) of the latest step-1 forward. QUIRK (§1.7): in joint mode step 2 shades every
+        # image's pseudo samples with the values of the last image seen by step1_collect.
+        self.light_ab = torch.zeros(2)
+
+    # ------------------------------------------------------------------------------------------
+    # small pieces
+    def train_only(self, names: tuple[str, ...]) -> None:
+        """requires_grad on exactly the named nets (§13.7)."""
+        for name, net in self.nets.items():
+            net.requires_grad_(name in names)
+            net.train(name in names)
+
+    @property
+    def device(self) -> torch.device:
+        return self.view_mean.device
+
+    def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
+        """Canonical depth with the official border clamp (§2.5)."""
+        depth = nets.depth_from_raw(self.nets["netD"](image), self.cfg.min_depth, self.cfg.max_depth)
+        return nets.clamp_border(depth, self.cfg.border_depth, self.cfg.border_clamp_factor)
+
+    def predict_view(self, images: torch.Tensor) -> torch.Tensor:
+        view = self.nets["netV"](images)
+        return view + self.view_mean if self.cfg.add_mean_V else view
+
+    def predict_light(self, images: torch.Tensor) -> torch.Tensor:
+        light = self.nets["netL"](images)
+        return light + self.light_mean if self.cfg.add_mean_L else light
+
+    def to_transform(self, view: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        return nets.view_to_transform(view, c.xyz_rotation_range, c.xy_translation_range, c.z_translation_range)
+
+    def perc(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """LPIPS(x·mask, y·mask), batch mean (§7.2: both images multiplied by the 1-channel mask)."""
+        m = mask.unsqueeze(1) if mask.dim() == 3 else mask
+        return self.perceptual(x * m, y * m).mean()
+
+    def recon_terms(self, recon: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Masked L1 + λ_perc·LPIPS of one reconstruction (§7.3)."""
+        return (losses.photometric_l1(recon, target, mask)
+                + self.cfg.lam_perc * self.perc(recon, target, mask))
+
+    def canonical_mask(self, target: Target, depth: torch.Tensor, view_t: torch.Tensor) -> torch.Tensor:
+        """The input's object mask carried into the canonical frame with the forward warp (§3.7)."""
+        with torch.no_grad():
+            grid = render.forward_warp_grid(depth[:1].detach(), view_t[:1].detach(), self.cam)
+            return render.sample_image(target.mask, grid, mode="bilinear")
+
+    # ------------------------------------------------------------------------------------------
+    # step 1 (also the input term of step 3)
+    def predict(self, image: torch.Tensor, flip: bool = False) -> dict[str, torch.Tensor]:
+        """The photo-geometric decomposition of the input and its re-rendering (§1.1, §2.5).
+
+        flip appends the mirrored depth and albedo (batch of 2, the light repeated, the view shared).
+        """
+        depth = self.predict_depth(image)
+        albedo = self.nets["netA"](image)
+        view = self.predict_view(image)
+        light = self.predict_light(image)
+        if flip:
+            depth = torch.cat([depth, mirror(depth)])
+            albedo = torch.cat([albedo, mirror(albedo)])
+            light = light.expand(2, -1)
+        n = depth.shape[0]
+        normal = render.normals_from_depth(depth, self.cam)
+        k_a, k_d, direction = nets.light_params(light)
+        canon, shading, diffuse = render.shade(albedo, normal, k_a, k_d, direction)
+        view_t = self.to_transform(view)
+        recon, valid, depth_view = render.render_view(canon, depth, view_t.expand(n, -1), self.cam, self.opts)
+        valid = valid.prod(0, keepdim=True).detach() if flip else valid.detach()
+        return {"depth": depth, "albedo": albedo, "normal": normal, "view": view, "view_t": view_t,
+                "light": light, "ambient": k_a, "diffuse_k": k_d, "direction": direction, "canon": canon,
+                "shading": shading, "diffuse": diffuse, "recon": recon, "valid": valid, "depth_view": depth_view}
+
+    def step1_forward(self, target: Target, flip: bool, refresh_mask: bool = False) -> tuple[torch.Tensor, dict]:
+        """Reconstruct the input (L_input of §7.3) and cache the canonical estimate for step 2."""
+        out = self.predict(target.image, flip)
+        image, mask = target.image, out["valid"]
+        loss = self.recon_terms(out["recon"][:1], image, mask)
+        if flip:
+            loss = loss + self.recon_terms(out["recon"][1:], image, mask)
+        loss = loss + self.cfg.lam_smooth * (losses.smooth_loss(out["depth"]) + losses.smooth_loss(out["diffuse"]))
+        if self.cfg.use_mask and (refresh_mask or "canon_mask" not in target.cache):
+            target.cache["canon_mask"] = self.canonical_mask(target, out["depth"], out["view_t"])
+        target.cache.update(depth=out["depth"][:1].detach(), albedo=out["albedo"][:1].detach(),
+                            normal=out["normal"][:1].detach(), light=out["light"][:1].detach())
+        self.light_ab = torch.stack([out["ambient"][0], out["diffuse_k"][0]]).detach()
+        return loss, out
+
+    # ------------------------------------------------------------------------------------------
+    # step 2
+    def sample_views(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """n absolute random views in V's units (§5.1); yaw (component 1, mean included) × view_scale."""
+        dist = self.view_dist
+        eps = torch.randn(n, 6, generator=gen)
+        view = dist.mean + eps @ dist.scale_tril.T
+        view[:, 1] *= self.cfg.view_scale
+        return view.to(self.device)
+
+    def sample_lights(self, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(direction n×3, strength r n) uniform in the rand_light box (§5.2)."""
+        x0, x1, y0, y1, r0, r1, _ = self.cfg.rand_light
+        u = torch.rand(n, 3, generator=gen)
+        dx, dy, r = x0 + (x1 - x0) * u[:, 0], y0 + (y1 - y0) * u[:, 1], r0 + (r1 - r0) * u[:, 2]
+        d = torch.stack([dx, dy, torch.ones_like(dx)], 1)
+        return (d / d.norm(dim=1, keepdim=True)).to(self.device), r.to(self.device)
+
+    @torch.no_grad()
+    def pseudo_samples(self, target: Target, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random-view, random-light renderings of the current estimate (§5.2–5.3): (images, masks n×1×S×S)."""
+        cache = target.cache
+        views = self.to_transform(self.sample_views(n, gen))
+        direction, r = self.sample_lights(n, gen)
+        k_a, k_d = self.light_ab.to(self.device)
+        alpha = self.cfg.rand_light[6]
+        canon, _, _ = render.shade(batch_of(cache["albedo"], n), batch_of(cache["normal"], n),
+                                   k_a + alpha * r, k_d + r, direction)
+        depth = batch_of(cache["depth"], n)
+        depth_view = render.rasterize_depth(depth, views, self.cam, self.opts)
+        grid = render.inverse_warp_grid(depth_view, views, self.cam)
+        images = render.sample_image(canon, grid).clamp(-1, 1)
+        canon_mask = cache.get("canon_mask")
+        src = torch.ones_like(images[:, :1]) if canon_mask is None else batch_of(canon_mask, n)
+        masks = render.sample_image(src, grid, mode="nearest")
+        return images, masks
+
+    def project(self, target: Target, pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAN projection of pseudo samples: (projected images n×3×S×S, Δw) (§5.4)."""
+        enc = self.nets["netEnc"]
+        h = enc(pseudo)
+        h_ref = enc(target.gan_image) if self.cfg.relative_enc else None
+        dw = self.offset(h, h_ref)
+        images = self.gan_images(target.latent + dw)
+        return images, dw
+
+    def gan_images(self, latent: torch.Tensor) -> torch.Tensor:
+        """clamp(G(latent)) through the crop chain at size S (§5.4)."""
+        c = self.cfg
+        return inputs.gan_to_model(self.generator.synthesize(latent), c.image_size, c.crop, crop_reference(c))
+
+    def feature_loss(self, proj: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        kind = self.cfg.step2_feature_loss
+        if kind == "discriminator":
+            features = self.generator.discriminator_features
+            with torch.no_grad():
+                target_feats = features(pseudo)
+            return losses.dfeat_loss(features(proj), target_feats, mask)
+        if kind == "perceptual":
+            return self.cfg.lam_perc * self.perc(proj, pseudo, mask)
+        return proj.new_zeros(())
+
+    def step2_forward(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """L1 + feature loss between projections and pseudo samples + λ_reg·mean(Δw²) (§5.5)."""
+        pseudo, mask = self.pseudo_samples(target, self.cfg.batchsize, gen)
+        proj, dw = self.project(target, pseudo)
+        loss = (losses.photometric_l1(proj, pseudo, mask) + self.feature_loss(proj, pseudo, mask)
+                + self.cfg.lam_regular * losses.latent_regulariser(dw))
+        return loss, {"pseudo": pseudo, "proj": proj, "mask": mask, "dw": dw}
+
+    @torch.no_grad()
+    def collect_batch(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One no-grad step-2 pass for the bank (§1.6): projected images and pseudo masks, on the CPU."""
+        pseudo, mask = self.pseudo_samples(target, self.cfg.batchsize, gen)
+        proj, _ = self.project(target, pseudo)
+        return proj.cpu(), mask.cpu()
+
+    # ------------------------------------------------------------------------------------------
+    # step 3
+    def step3_forward(self, target: Target, proj: torch.Tensor, proj_mask: torch.Tensor, flip1: bool,
+                      flip3: bool) -> tuple[torch.Tensor, dict]:
+        """Input term + reconstruction of projected samples from the shared canonical shape (§6)."""
+        loss, out = self.step1_forward(target, flip=flip1 or flip3, refresh_mask=True)
+        b = proj.shape[0]
+        view = self.to_transform(self.predict_view(proj))
+        light = self.predict_light(proj)
+        depth, albedo, normal = out["depth"], out["albedo"], out["normal"]
+        copies = 2 if flip3 else 1
+        depth = torch.cat([batch_of(depth[i:i + 1], b) for i in range(copies)])
+        albedo = torch.cat([batch_of(albedo[i:i + 1], b) for i in range(copies)])
+        normal = torch.cat([batch_of(normal[i:i + 1], b) for i in range(copies)])
+        view, light = view.repeat(copies, 1), light.repeat(copies, 1)
+        k_a, k_d, direction = nets.light_params(light)
+        canon, _, _ = render.shade(albedo, normal, k_a, k_d, direction)
+        recon, valid, _ = render.render_view(canon, depth, view, self.cam, self.opts)
+        valid = valid.detach()
+        mask = valid[:b] * valid[b:] if flip3 else valid
+        mask = mask * proj_mask[:, 0]
+        loss = loss + self.recon_terms(recon[:b], proj, mask)
+        if flip3:
+            loss = loss + self.recon_terms(recon[b:], proj, mask)
+        return loss, out

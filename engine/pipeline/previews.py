@@ -1,0 +1,64 @@
+"""Per-stage preview frames (spec §10.1) through the renderer's visualisation helpers.
+
+Frames are uint8 H×W×C arrays (RGB, or RGBA with a transparent background) kept in memory and in
+the training state until the bundle is written. Images smaller than 128 px are upscaled to 128
+(bilinear), as the official dumps are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import render
+from .model import Model, Target
+
+MIN_SIDE = 128
+WIDE_SWEEP_CATEGORIES = ("car", "church")  # ±45° yaw; everything else ±70°
+
+
+def to_frames(images: torch.Tensor) -> list[np.ndarray]:
+    """F×C×H×W in [−1, 1] → list of uint8 H×W×C, upscaled to at least MIN_SIDE."""
+    x = images.detach().float().cpu()
+    if x.shape[-1] < MIN_SIDE:
+        x = F.interpolate(x, size=(MIN_SIDE, MIN_SIDE), mode="bilinear", align_corners=False)
+    x = ((x / 2 + 0.5).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+    return [f.permute(1, 2, 0).numpy().copy() for f in x]
+
+
+def render_white(images: list[torch.Tensor], depth: torch.Tensor, views: torch.Tensor,
+                 model: Model) -> list[torch.Tensor]:
+    """Each 1×C×H×W canonical image seen in every view (F×6), background white: F×C×H×W per image.
+
+    Why not render.rotation_sweep per image: the depth is rasterised once per view and all images
+    are sampled through the same grid (the rasteriser dominates the cost).
+    """
+    n = views.shape[0]
+    depth_view = render.rasterize_depth(depth.expand(n, -1, -1), views, model.cam, model.opts)
+    grid = render.inverse_warp_grid(depth_view, views, model.cam)
+    valid = render.valid_mask(depth_view, model.opts)[:, None]
+    stacked = torch.cat(images, 1).expand(n, -1, -1, -1)
+    shown = render.sample_image(stacked, grid).clamp(-1, 1) * valid + (1 - valid)
+    return list(shown.split([im.shape[1] for im in images], dim=1))
+
+
+@torch.no_grad()
+def stage_previews(model: Model, target: Target, stage: int, last: bool) -> dict[str, list[np.ndarray]]:
+    """albedo, normal_rotate, shape_rotate every stage; im_rotate and im_relight at the last (§10.1)."""
+    out = model.predict(target.image)
+    yaw = 45.0 if model.cfg.category in WIDE_SWEEP_CATEGORIES else 70.0
+    views = render.sweep_views(yaw_max_deg=yaw, device=model.device)
+    depth, normal = out["depth"], out["normal"]
+    sweeps = [render.normal_image(normal), render.shape_image(normal)]
+    if last:
+        sweeps.append(out["canon"].clamp(-1, 1))
+    swept = render_white(sweeps, depth, views, model)
+    frames = {"albedo": to_frames(out["albedo"]), "normal_rotate": to_frames(swept[0]),
+              "shape_rotate": to_frames(swept[1])}
+    if last:
+        frames["im_rotate"] = to_frames(swept[2])
+        relit = render.relight_images(out["albedo"], normal, out["ambient"], out["diffuse_k"])
+        shown = render_white([relit.flatten(1, 2)], depth, out["view_t"], model)[0]
+        frames["im_relight"] = to_frames(shown.reshape(relit.shape[1:]))
+    return frames

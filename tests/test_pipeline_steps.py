@@ -1,0 +1,161 @@
+"""Step logic of the pipeline: which nets each phase trains, the latent offset, the bank, the plan, joint mode."""
+
+import dataclasses
+
+import pytest
+import torch
+from test_pipeline_assets import object_mask, tiny_config, tiny_generator
+
+from engine import losses, nets
+from engine.config import NET_NAMES, load_config
+from engine.pipeline.bank import Bank
+from engine.pipeline.model import Model, Target
+from engine.pipeline.trainer import Trainer, plan, preview_stage_after
+
+
+def make_model(cfg, gen):
+    view = nets.builtin_view_mvn()
+    perceptual = losses.build_perceptual("mobilenet-v2")
+    return Model(cfg, gen, perceptual, view.mean, nets.builtin_light_mvn().mean, view.distribution())
+
+
+def make_target(gen, seed=3):
+    latent = gen.sample_latents(1, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        image = gen.synthesize(latent).clamp(-1, 1)
+    mask = torch.from_numpy(object_mask())[None, None]
+    return Target("t", image, latent, image.clone(), mask)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    gen = tiny_generator()
+    cfg = tiny_config("use_mask=true")
+    return cfg, make_model(cfg, gen), make_target(gen)
+
+
+def snapshot(model):
+    return {n: [p.detach().clone() for p in net.parameters()] for n, net in model.nets.items()}
+
+
+def changed_nets(before, model):
+    return {n for n, net in model.nets.items()
+            if any(not torch.equal(a, b) for a, b in zip(before[n], net.parameters(), strict=True))}
+
+
+def test_each_phase_trains_exactly_its_nets(setup):
+    cfg, model, target = setup
+    prior = torch.full((1, 64, 64), 1.0)
+    trainer = Trainer(model, [target], cfg, prior_fn=lambda t: prior)
+    steps = [p.step for p in trainer.phases]
+    assert steps == ["prior", "step1", "step2", "collect", "step3"]
+    for phase in trainer.phases:
+        before = snapshot(model)
+        first, _ = trainer.run_phase(phase)
+        trainer.after_phase(phase)
+        assert changed_nets(before, model) == set(phase.nets), phase.step
+        assert (first is None) == (phase.step == "collect")
+        if phase.step == "collect":
+            bank = trainer.banks[0]
+            assert len(bank) == cfg.collect_iters * cfg.batchsize
+            assert bank.images.shape[1:] == (3, 64, 64) and bank.masks.shape[1:] == (1, 64, 64)
+    assert set(NET_NAMES) == set(model.nets)
+
+
+def test_zero_encoder_output_gives_zero_offset_and_the_gan_image(setup):
+    _, model, target = setup
+    enc = model.nets["netEnc"]
+    last = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    saved = last.weight.detach().clone()
+    with torch.no_grad():
+        last.weight.zero_()
+    try:
+        pseudo = torch.rand(2, 3, 64, 64) * 2 - 1
+        for relative in (False, True):
+            model.cfg.relative_enc = relative
+            proj, dw = model.project(target, pseudo)
+            assert torch.equal(dw, torch.zeros_like(dw))
+            # the same latent as the target's GAN image (up to batch-size dependent float rounding)
+            assert torch.allclose(proj, target.gan_image.expand_as(proj), atol=1e-5)
+    finally:
+        with torch.no_grad():
+            last.weight.copy_(saved)
+        model.cfg.relative_enc = True
+
+
+def test_pseudo_samples_follow_the_sampled_views(setup):
+    cfg, model, target = setup
+    model.step1_forward(target, flip=False)
+    gen = torch.Generator().manual_seed(0)
+    images, masks = model.pseudo_samples(target, 4, gen)
+    assert images.shape == (4, 3, 64, 64) and masks.shape == (4, 1, 64, 64)
+    assert images.abs().max() <= 1 and masks.min() >= 0 and masks.max() <= 1 and masks.max() > 0
+    again, _ = model.pseudo_samples(target, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(images, again)  # all randomness comes from the run's generator
+    views = model.sample_views(2000, torch.Generator().manual_seed(1))
+    std = model.view_dist.stddev
+    assert views[:, 1].std() == pytest.approx(float(std[1]) * cfg.view_scale, rel=0.1)
+    assert views[:, 0].std() == pytest.approx(float(std[0]), rel=0.1)
+
+
+def test_bank_skips_the_first_batch_and_reshuffles_pairs_together():
+    images = torch.arange(6.0).reshape(6, 1, 1, 1).expand(6, 3, 2, 2)
+    masks = torch.arange(6.0).reshape(6, 1, 1, 1)
+    bank = Bank(images, masks)
+    gen = torch.Generator().manual_seed(0)
+    first, _ = bank.next_batch(2, gen)
+    assert first[:, 0, 0, 0].tolist() == [2.0, 3.0]  # QUIRK: index advanced before the first use
+    second, _ = bank.next_batch(2, gen)
+    assert second[:, 0, 0, 0].tolist() == [4.0, 5.0]
+    third, third_masks = bank.next_batch(2, gen)  # would run past the end: reshuffle, restart at 0
+    assert torch.equal(third[:, 0, 0, 0], third_masks[:, 0, 0, 0])
+    assert sorted(bank.masks.flatten().tolist()) == [0, 1, 2, 3, 4, 5]
+    restored = Bank.from_state(bank.state_dict())
+    assert torch.equal(restored.next_batch(2, gen)[0], bank.next_batch(2, torch.Generator().manual_seed(0))[0])
+
+
+@pytest.mark.parametrize("preset, prior_iters", [("car", 1000), ("celeba", 0), ("default", 200)])
+def test_plan_fits_the_prior_only_without_a_pretrained_depth_net(preset, prior_iters):
+    cfg = load_config(preset)
+    with_prior = plan(cfg, 1, need_prior=True)
+    without = plan(cfg, 1, need_prior=False)
+    assert [p.step for p in without] == ["step1", "step2", "collect", "step3"] * cfg.num_stage
+    assert with_prior[0].step == "prior" and with_prior[0].iterations == cfg.prior_fit_iters
+    assert with_prior[1:] == without
+    assert prior_iters in (0, cfg.prior_fit_iters)
+
+
+def test_previews_are_due_after_stage0_step2_and_after_every_step3():
+    cfg = load_config("car")
+    due = [(p.stage, p.step, preview_stage_after(p)) for p in plan(cfg, 1, True)
+           if preview_stage_after(p) is not None]
+    assert due == [(0, "collect", 0), (0, "step3", 1), (1, "step3", 2), (2, "step3", 3), (3, "step3", 4)]
+
+
+def test_joint_training_cycles_images_and_keeps_one_bank_per_image(setup):
+    _, model, _ = setup
+    gen = model.generator
+    cfg = tiny_config("collect_iters=4", "joint_train=true")
+    targets = [make_target(gen, seed) for seed in (3, 4)]
+    trainer = Trainer(model, targets, cfg, need_prior=False)
+    seen = []
+    forward = model.step1_forward
+
+    def spy(target, *args, **kw):
+        seen.append(targets.index(target))
+        return forward(target, *args, **kw)
+
+    model.step1_forward = spy
+    try:
+        for phase in trainer.phases:
+            if phase.step == "step1":
+                phase = dataclasses.replace(phase, iterations=4)
+            trainer.run_phase(phase)
+            trainer.after_phase(phase)
+    finally:
+        del model.step1_forward
+    assert seen[:4] == [0, 1, *sorted(seen[2:4])]  # list order first, then a permutation per pass
+    assert seen[4:6] == [0, 1]  # step1_collect: a no-grad forward of every image after step 1
+    assert all("depth" in t.cache for t in targets)
+    assert [len(b) for b in trainer.banks] == [2 * cfg.batchsize, 2 * cfg.batchsize]
