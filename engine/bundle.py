@@ -117,6 +117,8 @@ def _file_paths(files: dict[str, Any]) -> Iterator[str]:
 def validate(data: dict[str, Any], root: str | Path) -> None:
     """Raise EngineError unless `data` is a result.json of this schema whose files exist under `root`."""
     root = Path(root)
+    if not isinstance(data, dict):
+        raise EngineError("result.json does not hold a JSON object", root)
     if data.get("schema") != SCHEMA:
         raise EngineError(f"not a {SCHEMA} result (schema = {data.get('schema')!r})", root)
     version = data.get("schema_version")
@@ -136,7 +138,10 @@ def validate(data: dict[str, Any], root: str | Path) -> None:
         if not (root / rel).is_file():
             raise EngineError(f"bundle file is missing: {rel}", root)
     size = data["image_size"]
-    depth = np.load(root / files["depth"], mmap_mode="r")
+    try:
+        depth = np.load(root / files["depth"], mmap_mode="r")
+    except (OSError, ValueError) as exc:  # truncated or not an .npy file
+        raise EngineError(f"bundle file {files['depth']} is not a readable .npy array ({exc})", root) from exc
     if depth.shape != (size, size) or depth.dtype != np.float32:
         raise EngineError(f"depth must be float32 {size}×{size}, got {depth.dtype} {depth.shape}", root)
     light = data["light"]

@@ -178,7 +178,7 @@ def resolve_mask(image: InputImage, mask_path: str | Path | None = None, fallbac
 
     size = image.rgb.shape[-2:]
     if mask_path is not None:
-        mask = read_mask(mask_path, max_side)
+        mask = read_mask(mask_path, max_side, warn)
         if mask.shape[-2:] != size:
             mh, mw = mask.shape[-2:]
             if abs(mh / mw - size[0] / size[1]) > 0.01:

@@ -77,3 +77,17 @@ def test_add_files_records_new_files_and_checks_them(tmp_path):
 def test_not_a_bundle(tmp_path):
     with pytest.raises(EngineError, match=r"no result\.json"):
         bundle.read(tmp_path)
+
+
+def test_corrupt_depth_file_is_one_clear_error(tmp_path):
+    write_minimal(tmp_path / "b")
+    (tmp_path / "b" / "depth.npy").write_bytes(b"\x93NUMPY truncated")
+    with pytest.raises(EngineError, match=r"not a readable \.npy"):
+        bundle.read(tmp_path / "b")
+
+
+def test_result_json_that_is_not_an_object_is_rejected(tmp_path):
+    write_minimal(tmp_path / "b")
+    (tmp_path / "b" / "result.json").write_text("[1, 2]")
+    with pytest.raises(EngineError, match="JSON object"):
+        bundle.read(tmp_path / "b")
