@@ -247,3 +247,12 @@ def test_cli_exports_and_reports(tmp_path: Path, capsys) -> None:
     assert main(["export", str(tmp_path / "missing")]) == 2
     assert main(["export", str(root), "--resolution", "1"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+
+def test_corrupt_shading_file_is_one_clear_error(tmp_path: Path, scene: Scene, capsys) -> None:
+    root = scene.write(tmp_path / "bundle")
+    (root / "shading.npy").write_bytes(b"\x93NUMPY truncated")
+    assert main(["export", str(root)]) == 2
+    assert "shading.npy" in capsys.readouterr().err
+    assert not (root / "mesh.glb").exists()

@@ -51,10 +51,20 @@ def _image01(path: Path, mode: str) -> np.ndarray:
         raise EngineError(f"unreadable image: {exc}", path) from exc
 
 
+def _array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as exc:  # truncated or not an .npy file
+        raise EngineError(f"unreadable .npy array: {exc}", path) from exc
+
+
 def _square_photo(path: Path) -> np.ndarray:
     """The full-resolution photo as a square float image of at most MAX_TEXTURE pixels a side."""
-    with Image.open(path) as im:
-        photo = im.convert("RGB")
+    try:
+        with Image.open(path) as im:
+            photo = im.convert("RGB")
+    except OSError as exc:
+        raise EngineError(f"unreadable image: {exc}", path) from exc
     side = min(max(photo.size), MAX_TEXTURE)
     if photo.size != (side, side):
         photo = photo.resize((side, side), Image.Resampling.LANCZOS)
@@ -99,7 +109,7 @@ def _photo_albedo(root: Path, data: dict, depth: np.ndarray, mask: np.ndarray, a
     files, camera = data["files"], data["camera"]
     cam = Camera(depth.shape[0], float(camera.get("fov_deg", 10.0)), float(camera.get("rot_center_depth", 1.0)))
     far = RasterOptions(min_depth=camera.get("min_depth", 0.9), max_depth=camera.get("max_depth", 1.1)).far_clamp
-    depth_view = np.load(root / files["depth_view"]).astype(np.float32)
+    depth_view = _array(root / files["depth_view"]).astype(np.float32)
     return hires_albedo(_square_photo(root / files["input_full"]), albedo, shading, mask, depth, depth_view,
                         _view_vector(data["view"]), cam, far)
 
@@ -115,11 +125,11 @@ def export_bundle(bundle_dir: str | Path, options: ExportOptions | None = None) 
     data = bundle.read(root)
     files = data["files"]
     fov = float(data["camera"].get("fov_deg", 10.0))
-    depth = np.load(root / files["depth"]).astype(np.float64)
+    depth = _array(root / files["depth"]).astype(np.float64)
     mask = _image01(root / files["mask"], "L") > 0.5
     mask[:, :BORDER_COLUMNS] = mask[:, -BORDER_COLUMNS:] = False
     albedo = _image01(root / files["albedo"], "RGB")
-    shading = np.load(root / files["shading"]).astype(np.float32)
+    shading = _array(root / files["shading"]).astype(np.float32)
     mesh, frame = build_mesh(depth, mask, fov, options)
     written: dict[str, str] = {}
 
