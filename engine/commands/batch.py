@@ -12,7 +12,7 @@ from ..batch.items import list_images, make_items
 from ..batch.runner import merge_summaries, run_batch, summary_info
 from ..batch.shared import GROUP_MODES, run_shared_batch
 from ..batch.work import BatchJob
-from ..device import set_threads, tune_cpu_allocator
+from ..device import available_cores, set_threads, tune_cpu_allocator
 from ..errors import EngineError
 from ..progress import Progress
 from . import reconstruct
@@ -50,8 +50,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def default_threads(workers: int, local_ranks: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // (workers * local_ranks))
+    """The cores shared out over the workers and the ranks on this node."""
+    return max(1, available_cores() // (workers * local_ranks))
 
 
 def job_from_args(args: argparse.Namespace) -> BatchJob:
