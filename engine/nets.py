@@ -261,6 +261,11 @@ def load_mvn(path: str | Path, dim: int | None = None) -> Mvn:
     return Mvn(mean, cov, str(path))
 
 
+def describe_mvn(path: str | Path) -> str:
+    """For `engine info`: check a view/light distribution file and say what it holds."""
+    return f"mvn, {load_mvn(path).mean.numel()}-D"
+
+
 def resolve_mvn(name_or_path: str | None, kind: str) -> Mvn:
     """A manifest name or path → its MVN; None or a manifest entry whose file is absent → the built-in
     default (check `.source` and report it: the pipeline should warn that the default is used)."""

@@ -65,26 +65,10 @@ def resolve(name_or_path: str) -> Path:
     return path
 
 
-def describe_mvn(path: Path) -> str:
-    """Check a view/light distribution file (dict with 'mean' (n) and 'cov' (n×n)); describe it."""
-    import torch
-
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise EngineError(f"not a readable weights-only torch file ({type(exc).__name__})", path) from exc
-    if not isinstance(data, dict) or "mean" not in data or "cov" not in data:
-        raise EngineError("expected a dict with 'mean' and 'cov' tensors", path)
-    n = data["mean"].numel()
-    if tuple(data["cov"].shape) != (n, n):
-        raise EngineError(f"'cov' has shape {tuple(data['cov'].shape)}, expected ({n}, {n})", path)
-    return f"mvn, {n}-D"
-
-
 # kind → ("module:function(path, **expected) -> description", manifest fields passed as `expected`);
 # the function raises EngineError when the file is not valid.
 VALIDATORS = {
-    "mvn": ("engine.weights:describe_mvn", ()),
+    "mvn": ("engine.nets:describe_mvn", ()),
     "stylegan2": ("engine.gan.checkpoint:describe_checkpoint", ("size", "channel_multiplier")),
     "gan2shape": ("engine.nets:describe_checkpoint", ()),
 }
