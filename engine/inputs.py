@@ -115,6 +115,9 @@ def _png16(path: str | Path, img: Image.Image, fmt: str) -> tuple[np.ndarray, np
 
     if fmt != "PNG" or img.mode not in ("RGB", "RGBA"):
         return None
+    with open(path, "rb") as fh:  # IHDR bit depth (byte 24): decode a second time only for 16-bit files
+        if fh.read(25)[24:25] != b"\x10":
+            return None
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[:2] != (img.height, img.width):
         return None
