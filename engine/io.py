@@ -25,10 +25,13 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if target.is_dir() and not target.is_symlink():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = tmp.with_name(tmp.name + ".old")  # unique, like tmp
             target.rename(old)
-            tmp.rename(target)
+            try:
+                tmp.rename(target)
+            except OSError:
+                old.rename(target)  # put the previous result back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
