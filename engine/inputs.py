@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import EngineError
+from .io import load_torch
 
 Warn = Callable[[str], None]
 
@@ -202,10 +203,7 @@ def load_latent(path: str | Path, latent_dim: int = 512, n_latent: int | None = 
     path = Path(path)
     if not path.is_file():
         raise EngineError("latent file does not exist", path)
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, empty or unsafe pickle
-        raise EngineError(f"not a readable weights-only torch file ({type(exc).__name__})", path) from exc
+    data = load_torch(path)
     if isinstance(data, Mapping):
         if "latent" not in data:
             raise EngineError(f"dict without a 'latent' entry (keys: {', '.join(map(str, data))})", path)

@@ -1,4 +1,4 @@
-"""Atomic file and directory writes: readers never see a half-written result."""
+"""Atomic file and directory writes (readers never see a half-written result) and safe torch loads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .errors import EngineError
 
 
 @contextlib.contextmanager
@@ -46,3 +48,19 @@ def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (sorted keys, indented) so a crash never leaves a truncated file."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def load_torch(path: str | Path, what: str = "weights-only torch file", advice: str = "") -> Any:
+    """torch.load(weights_only=True) onto the CPU; any failure is one EngineError line naming the file.
+
+    Never unpickles code: files holding anything but tensors and plain containers are refused.
+    """
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise EngineError("file does not exist", path) from exc
+    except Exception as exc:  # torch raises many types for corrupt, truncated or unsafe files
+        tail = f"; {advice}" if advice else ""
+        raise EngineError(f"not a readable {what} ({type(exc).__name__}){tail}", path) from exc

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import EngineError
+from .io import load_torch
 
 VGG16_FILE = "vgg16-397923af.pth"
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
@@ -136,13 +137,6 @@ def find_mobilenet_weights() -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def _load_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt or unsafe file
-        raise EngineError(f"cannot load backbone weights ({type(exc).__name__})", path) from exc
-
-
 class PerceptualLoss(nn.Module):
     """Base: frozen, always in eval mode; subclasses set `backbone` and `weights_file`."""
 
@@ -165,7 +159,7 @@ class LpipsVgg(PerceptualLoss):
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained` argument
             warnings.simplefilter("ignore")
             self.lpips = lpips.LPIPS(pretrained=True, net="vgg", version="0.1", pnet_rand=True, verbose=False)
-        state = _load_state(vgg_file)
+        state = load_torch(vgg_file, "backbone weights file")
         trunk = self.lpips.net
         slices = {i: k for k, (lo, hi) in enumerate(((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)), 1)
                   for i in range(lo, hi)}
@@ -195,7 +189,7 @@ class MobileNetPerceptual(PerceptualLoss):
 
         model = torchvision.models.mobilenet_v2()
         try:
-            model.load_state_dict(_load_state(weights_file))
+            model.load_state_dict(load_torch(weights_file, "backbone weights file"))
         except RuntimeError as exc:
             raise EngineError("not a torchvision MobileNetV2 state dict", weights_file) from exc
         self.features = model.features[: max(taps) + 1]

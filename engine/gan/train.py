@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..device import threads_for_load
 from ..errors import EngineError
-from ..io import atomic_path
+from ..io import atomic_path, load_torch
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .stylegan2 import Discriminator, Generator, StyleGAN2Arch
 
@@ -130,11 +130,7 @@ def load_or_start(cfg: TrainConfig, state_dir: Path, warm_start: Path | None, se
     """Resume from state_dir, else warm-start from an export, else start fresh; says which."""
     path = Path(state_dir) / STATE_FILE
     if path.is_file():
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # corrupt or foreign file: say so rather than silently restarting
-            raise EngineError(f"cannot read the training state ({type(exc).__name__}); move it away to "
-                              "warm-start from the export", path) from exc
+        data = load_torch(path, "training state", "move it away to warm-start from the export")
         if data["config"] != dataclasses.asdict(cfg):
             raise EngineError(f"the saved run used another config {data['config']}; pass matching options "
                               "or another --state-dir", path)

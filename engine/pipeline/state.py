@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..errors import EngineError
-from ..io import atomic_path
+from ..io import atomic_path, load_torch
 
 STATE_VERSION = 1
 
@@ -39,11 +39,7 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 def load_state(path: Path, expected_fingerprint: str) -> dict[str, Any]:
     """Load a saved state; EngineError if it is unreadable or belongs to another run."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise EngineError(f"cannot read the saved training state ({type(exc).__name__}); delete it to start over",
-                          path) from exc
+    state = load_torch(path, "saved training state", "delete it to start over")
     if state.get("version") != STATE_VERSION:
         raise EngineError("saved training state has an unknown version; delete it to start over", path)
     if state.get("fingerprint") != expected_fingerprint:
