@@ -167,8 +167,9 @@ def prior_depth(target: Target, cfg: Config) -> torch.Tensor:
     return depth[None].to(target.image.device)
 
 
-def run_fingerprint(req: Request) -> str:
-    hashes = [bundle.sha256_file(p) if p is not None else None for p in (req.image, req.latent, req.mask)]
+def run_fingerprint(req: Request, inp: Inputs) -> str:
+    """What a saved state must match to be resumed: the input files (the image's hash is already in `inp`)."""
+    hashes = [inp.info["sha256"], *(bundle.sha256_file(p) if p is not None else None for p in (req.latent, req.mask))]
     return state_io.fingerprint(hashes, config_to_dict(req.cfg), req.weights)
 
 
@@ -192,7 +193,7 @@ def reconstruct(req: Request, progress: Progress) -> Path:
     cfg, out = req.cfg, Path(req.out)
     state_path = state_io.state_path_for(out)
     inp = read_inputs(req, progress)
-    fingerprint = run_fingerprint(req)
+    fingerprint = run_fingerprint(req, inp)
     saved = state_io.load_state(state_path, fingerprint) if req.resume and state_path.exists() else None
     device, frozen, model, need_prior = start_run(cfg, [req], saved, progress, req.weights)
     target = make_target(req, inp, frozen, device, progress, None if saved is None else saved["latents"][0])
@@ -250,7 +251,7 @@ def pretrain(reqs: list[Request], out: Path, progress: Progress, resume: bool = 
                           "at least one bank batch per stage")
     state_path = state_io.state_path_for(out)
     inps = [read_inputs(r, progress) for r in reqs]
-    fingerprint = state_io.fingerprint([run_fingerprint(r) for r in reqs])
+    fingerprint = state_io.fingerprint([run_fingerprint(r, i) for r, i in zip(reqs, inps, strict=True)])
     saved = state_io.load_state(state_path, fingerprint) if resume and state_path.exists() else None
     device, frozen, model, need_prior = start_run(cfg, reqs, saved, progress, reqs[0].weights)
     targets = [make_target(r, inp, frozen, device, progress, None if saved is None else saved["latents"][i])
