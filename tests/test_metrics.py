@@ -112,3 +112,35 @@ def test_kid_separates_distributions_and_is_near_zero_for_the_same_one():
     same, _ = kid(a, b, generator=g)
     shifted, _ = kid(a, b + 0.5, generator=g)
     assert abs(same) < 0.02 < shifted
+
+
+def test_mae_and_mse_are_masked_means_of_the_depth_error():
+    gt = torch.ones(1, 8, 8, dtype=torch.float64)
+    pred = gt.clone()
+    pred[:, :, :4] += 0.02  # eroded mask = columns 1..6: three off by 0.02, three exact
+    pred[:, :, 0] = 5.0  # outside the eroded mask: must not count
+    ones = torch.ones_like(gt, dtype=torch.bool)
+    m = depth_metrics(pred, gt, ones, CAM, mask_gt=ones)
+    assert float(m.mae) == pytest.approx(0.01, rel=1e-9)
+    assert float(m.mse) == pytest.approx(0.0002, rel=1e-9)
+
+
+def test_background_of_the_prediction_is_ignored_through_the_gt_mask():
+    gt = torch.full((1, 8, 8), 1.1, dtype=torch.float64)
+    gt[:, 1:7, 1:7] = 1.0
+    pred = gt.clone()
+    pred[gt == 1.1] = 0.85  # a wrong background is outside the (eroded) ground-truth mask
+    m = depth_metrics(pred, gt, torch.ones_like(gt, dtype=torch.bool), CAM)
+    assert int(m.pixels) == 16 and float(m.side) == 0.0 and float(m.mae) == 0.0
+
+
+def test_summary_is_mean_and_population_std_over_images_in_paper_units():
+    gt = torch.ones(2, 8, 8, dtype=torch.float64)
+    a = 0.02
+    pred = gt.clone()
+    pred[0, :, :4] *= math.exp(a)  # image 0: SIDE a/2; image 1: exact
+    ones = torch.ones_like(gt, dtype=torch.bool)
+    s = depth_metrics(pred, gt, ones, CAM, mask_gt=ones).summary()
+    assert s["side_x100"]["mean"] == pytest.approx(100 * a / 4, rel=1e-9)
+    assert s["side_x100"]["std"] == pytest.approx(100 * a / 4, rel=1e-9)  # |x_i − mean| = a/4 for both
+    assert s["mae"]["std"] == pytest.approx(s["mae"]["mean"], rel=1e-9)

@@ -1,0 +1,326 @@
+"""Held-out accuracy of a preset on the synthetic default category (issue #6, spec §11.2).
+
+Renders N test images with exact ground truth (engine/data/synth.py, a seed other than the training
+seed 0), reconstructs each through the real pipeline (the projector inverts the image: no latent is
+given; the ground-truth object mask is given as the mask file), and scores the input-view depth the
+pipeline wrote (`depth_view.npy` of the bundle, valid where it is below the renderer's far clamp)
+with `engine.metrics.depth_metrics` — recomputed from the files, not read from result.json. The same
+metrics are computed on the same images for the baselines of the synface table (spec §11.3) and for
+the ground truth itself, whose MAD is the floor of the official normals (docs/default-model.md).
+
+Layout of the output folder (reruns reuse finished bundles, like `batch`):
+
+    test/images/<name>.png  test/masks/<name>.png  test/depth/<name>.npy    the held-out set
+    bundles/<name>/                                                         the pipeline's result bundles
+    avg-gt-depth_seed0_n<K>_<S>px.npy                                       the average-GT baseline map
+    generator-<sha256[:12]>.pt                                              the generator every image used
+    report.json  report.md                                                  the evaluation
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import bundle, prior, render
+from .batch.items import BatchItem
+from .batch.work import BatchJob, is_complete, run_item
+from .config import Config, config_to_dict
+from .data.mesh import BaseMesh, load_base_mesh
+from .data.synth import SynthConfig, render_images
+from .errors import EngineError
+from .io import atomic_path, write_json
+from .metrics import DepthMetrics, depth_metrics
+from .progress import Progress
+
+TRAINING_SEED = 0  # the seed of the GAN's training renders (python -m engine synth / train-gan)
+SCHEMA = "gan2shape.evaluation"
+PREDICTION = "gan2shape"
+NULL, AVERAGE, PRIOR, GROUND_TRUTH = "null_depth", "avg_gt_depth", "ellipsoid_prior", "ground_truth"
+LABELS = {
+    PREDICTION: "GAN2Shape (this preset)",
+    NULL: "constant null depth (1.0)",
+    AVERAGE: "average GT depth (seed-0 object pixels)",
+    PRIOR: "ellipsoid prior alone (GT mask)",
+    GROUND_TRUTH: "ground truth itself (MAD floor)",
+}
+# the numbers the pipeline logs in result.json (last training forward) → this report's metric names
+REPORTED_KEYS = {"side_x100": "side_x100", "mad_deg": "mad_deg", "mae": "depth_mae", "mse": "depth_mse"}
+# issue #6: (name, numerator, denominator, metric, largest allowed ratio of the means)
+TARGETS = (("mad_vs_avg_gt", PREDICTION, AVERAGE, "mad_deg", 0.55),
+           ("mad_vs_prior", PREDICTION, PRIOR, "mad_deg", 0.75),
+           ("side_vs_avg_gt", PREDICTION, AVERAGE, "side_x100", 0.35))
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate besides the pipeline config: the held-out set and where everything goes."""
+
+    out: Path
+    n: int = 30
+    seed: int = 1
+    avg_gt_images: int = 2000  # seed-0 renders averaged into the average-GT-depth baseline
+    allow_training_seed: bool = False
+
+
+@dataclass(frozen=True)
+class HeldOutImage:
+    """One held-out image on disk with its ground truth (depth H×W float32, mask H×W bool)."""
+
+    item: BatchItem
+    depth: np.ndarray
+    mask: np.ndarray
+
+
+def check_options(opts: EvalOptions, cfg: Config) -> None:
+    """Refuse what would make the numbers meaningless or the run impossible, before any heavy work."""
+    if opts.n < 1:
+        raise EngineError(f"--n must be at least 1 (got {opts.n})")
+    if opts.avg_gt_images < 1:
+        raise EngineError(f"the average-GT-depth baseline needs at least 1 training render (got {opts.avg_gt_images})")
+    if opts.seed == TRAINING_SEED and not opts.allow_training_seed:
+        raise EngineError(f"seed {TRAINING_SEED} renders the GAN's training images, not held-out ones; choose another "
+                          "--seed (or pass --allow-training-seed to measure on training images on purpose)")
+    if cfg.crop is not None:
+        raise EngineError(f"the preset crops its input (crop={cfg.crop}); the synthetic test images are framed for "
+                          "the full image: use a preset without a crop")
+
+
+def synth_config(cfg: Config) -> SynthConfig:
+    """Test renders at the pipeline's resolution and field of view, so ground truth needs no resampling."""
+    return SynthConfig(image_size=cfg.image_size, fov_deg=cfg.fov)
+
+
+def item_name(seed: int, index: int) -> str:
+    return f"s{seed}_{index:04d}"
+
+
+def _save_png(path: Path, pixels: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def write_test_set(cfg: Config, opts: EvalOptions, mesh: BaseMesh) -> list[HeldOutImage]:
+    """Render images 0..n−1 of `opts.seed` and write image, mask and depth files (deterministic bytes,
+    so a rerun writes identical files and finished bundles still match their input's hash)."""
+    data = render_images(synth_config(cfg), opts.seed, np.arange(opts.n), mesh)
+    root = opts.out / "test"
+    images = []
+    for i in range(opts.n):
+        name = item_name(opts.seed, i)
+        item = BatchItem(i, name, root / "images" / f"{name}.png")
+        _save_png(item.image, data["rgb"][i])
+        _save_png(root / "masks" / f"{name}.png", data["mask"][i].astype(np.uint8) * 255)
+        _save_npy(root / "depth" / f"{name}.npy", data["depth"][i])
+        images.append(HeldOutImage(item, data["depth"][i], data["mask"][i]))
+    return images
+
+
+def average_gt_depth(cfg: Config, n_images: int, mesh: BaseMesh, chunk: int = 100) -> np.ndarray:
+    """Per-pixel mean depth over the object pixels of training renders 0..n−1 (seed 0); 1.0 at pixels
+    no training object covers. (A plain mean would average the 1.1 background into the object.)"""
+    synth = synth_config(cfg)
+    total = np.zeros((synth.image_size,) * 2)
+    count = np.zeros_like(total)
+    for start in range(0, n_images, chunk):
+        data = render_images(synth, TRAINING_SEED, np.arange(start, min(start + chunk, n_images)), mesh)
+        mask = data["mask"]
+        total += np.where(mask, data["depth"], 0.0).sum(0)
+        count += mask.sum(0)
+    return np.where(count > 0, total / np.maximum(count, 1), 1.0).astype(np.float32)
+
+
+def cached_average_gt_depth(cfg: Config, opts: EvalOptions, mesh: BaseMesh) -> tuple[np.ndarray, Path]:
+    """The average-GT map from the output folder if an earlier run computed it with the same parameters."""
+    path = opts.out / f"avg-gt-depth_seed{TRAINING_SEED}_n{opts.avg_gt_images}_{cfg.image_size}px.npy"
+    if path.is_file():
+        depth = np.load(path)
+        if depth.shape == (cfg.image_size,) * 2:
+            return depth, path
+    depth = average_gt_depth(cfg, opts.avg_gt_images, mesh)
+    _save_npy(path, depth)
+    return depth, path
+
+
+def snapshot_generator(gan_path: Path, out: Path) -> tuple[Path, str]:
+    """A copy of the checkpoint named by its hash, so that every image uses the same weights even while a
+    training job re-exports the source file, and bundles made with other weights are not reused."""
+    incoming = out / f"generator-incoming{gan_path.suffix}"
+    with atomic_path(incoming) as tmp:
+        shutil.copyfile(gan_path, tmp)
+    sha = bundle.sha256_file(incoming)
+    target = out / f"generator-{sha[:12]}{gan_path.suffix}"
+    os.replace(incoming, target)  # the same bytes if an earlier run made it already
+    return target.resolve(), sha
+
+
+def baseline_depths(cfg: Config, depth_gt: np.ndarray, mask_gt: np.ndarray, avg_gt: np.ndarray
+                    ) -> dict[str, np.ndarray]:
+    """Input-view depth maps of the baselines for one image (scored with every pixel valid)."""
+    mask = torch.from_numpy(mask_gt.astype(np.float32))[None, None]
+    ellipsoid = prior.ellipsoid(mask, cfg.category, cfg.prior_near, cfg.prior_far, cfg.prior_mask_threshold,
+                                cfg.prior_center_quirk)  # as the pipeline's prior_depth builds it
+    return {NULL: np.ones_like(depth_gt), AVERAGE: avg_gt, PRIOR: ellipsoid.reshape(depth_gt.shape).numpy(),
+            GROUND_TRUTH: depth_gt}
+
+
+def _batch_of_one(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(array, dtype=np.float64))[None]
+
+
+def score(depth: np.ndarray, valid: np.ndarray, depth_gt: np.ndarray, cam: render.Camera) -> DepthMetrics:
+    """§11.2 metrics of one H×W input-view depth (float64, ground-truth mask by the synface rule)."""
+    return depth_metrics(_batch_of_one(depth), _batch_of_one(depth_gt), _batch_of_one(valid).bool(), cam)
+
+
+def predicted_depth(bundle_dir: Path, data: dict[str, Any], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """The bundle's input-view depth and its validity (hit the mesh: below the renderer's far clamp)."""
+    depth = np.load(bundle_dir / data["files"]["depth_view"])
+    far = render.RasterOptions(min_depth=cfg.min_depth, max_depth=cfg.max_depth).far_clamp
+    return depth, depth < far
+
+
+def _metric_values(m: DepthMetrics) -> dict[str, float | None]:
+    """One image's metrics as JSON numbers; None where the evaluated mask was empty (NaN)."""
+    values = {"side_x100": float(m.side[0]) * 100, "mad_deg": float(m.mad[0]), "mae": float(m.mae[0]),
+              "mse": float(m.mse[0])}
+    return {**{k: v if np.isfinite(v) else None for k, v in values.items()}, "pixels": int(m.pixels[0])}
+
+
+def _summary(values: list[dict[str, float]]) -> dict[str, Any]:
+    """Mean ± population std of each metric over images (NaN images, i.e. empty masks, excluded)."""
+    out: dict[str, Any] = {"images": len(values)}
+    for key in ("side_x100", "mad_deg", "mae", "mse"):
+        v = np.array([x[key] for x in values if x.get(key) is not None], dtype=np.float64)
+        out[key] = {"mean": float(v.mean()) if len(v) else None, "std": float(v.std()) if len(v) else None}
+    return out
+
+
+def ratios(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Issue #6's targets as ratios of means, with whether each is met."""
+    out = {}
+    for name, num, den, metric, limit in TARGETS:
+        a, b = methods.get(num, {}).get(metric, {}).get("mean"), methods.get(den, {}).get(metric, {}).get("mean")
+        value = None if a is None or not b else a / b
+        out[name] = {"metric": metric, "of": num, "to": den, "value": value, "target_max": limit,
+                     "met": None if value is None else value <= limit}
+    return out
+
+
+def score_item(test: HeldOutImage, bundle_dir: Path, cfg: Config, avg_gt: np.ndarray
+               ) -> tuple[dict[str, dict[str, float | None]], dict[str, float | None]]:
+    """({method: metrics} recomputed from the files, the metrics the pipeline logged in result.json)."""
+    cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
+    data = bundle.read(bundle_dir)
+    depth, valid = predicted_depth(bundle_dir, data, cfg)
+    scores = {PREDICTION: _metric_values(score(depth, valid, test.depth, cam))}
+    every_pixel = np.ones_like(test.mask)
+    for name, base in baseline_depths(cfg, test.depth, test.mask, avg_gt).items():
+        scores[name] = _metric_values(score(base, every_pixel, test.depth, cam))
+    logged = data.get("metrics", {})
+    return scores, {k: logged.get(key) for k, key in REPORTED_KEYS.items()}
+
+
+def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress) -> dict[str, Any]:
+    """Render, reconstruct (reusing finished bundles), score; writes report.json / report.md and returns the report.
+
+    An image whose reconstruction fails is recorded with its error and left out of every row of the
+    table, so all rows compare the same images.
+    """
+    check_options(opts, cfg)
+    t0 = time.perf_counter()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    gan_copy, gan_sha = snapshot_generator(gan_path, opts.out)
+    mesh = load_base_mesh()
+    tests = write_test_set(cfg, opts, mesh)
+    avg_gt, avg_path = cached_average_gt_depth(cfg, opts, mesh)
+    job = BatchJob(cfg, opts.out / "bundles", gan_copy, mask_dir=opts.out / "test" / "masks",
+                   depth_gt_dir=opts.out / "test" / "depth", export=False)
+    progress.start(len(tests), images=len(tests), seed=opts.seed, out=str(opts.out.resolve()))
+    items, per_method = [], {k: [] for k in LABELS}
+    reported = []
+    for test in tests:
+        if is_complete(test.item, job) is not None:  # finished by an earlier run with the same inputs and config
+            record = {"status": "skipped", "seconds": None}
+        else:
+            record = run_item(test.item, job)
+        entry = {"name": test.item.name, "index": test.item.index, "status": record["status"],
+                 "seconds": record["seconds"], "error": record.get("error"), "warnings": record.get("warnings", [])}
+        if record["status"] != "failed":
+            entry["metrics"], entry["pipeline_reported"] = score_item(test, job.out / test.item.name, cfg, avg_gt)
+            for name, values in entry["metrics"].items():
+                per_method[name].append(values)
+            if entry["pipeline_reported"]["side_x100"] is not None:
+                reported.append(entry["pipeline_reported"])
+        items.append(entry)
+        progress.advance(1, item=test.item.name, status=record["status"], seconds=record["seconds"])
+    methods = {name: _summary(values) for name, values in per_method.items()} if per_method[PREDICTION] else {}
+    report = {
+        "schema": SCHEMA, "schema_version": 1, "created": bundle.utc_now(), "preset": cfg.preset,
+        "config": config_to_dict(cfg),
+        "generator": {"source": str(gan_path), "snapshot": gan_copy.name, "sha256": gan_sha},
+        "test_set": {"seed": opts.seed, "n": opts.n, "training_seed": TRAINING_SEED, "image_size": cfg.image_size,
+                     "folder": "test"},
+        "counts": {s: sum(e["status"] == s for e in items) for s in ("done", "skipped", "failed")},
+        "avg_gt_depth": {"file": avg_path.name, "seed": TRAINING_SEED, "images": opts.avg_gt_images,
+                         "definition": "per-pixel mean over object pixels of training renders; 1.0 where none"},
+        "masks": "ground truth: depth_gt < max(depth_gt) (spec §11.2); prediction: depth_view below the far clamp; "
+                 "baselines: every pixel; both eroded by one pixel",
+        "methods": methods, "labels": LABELS, "ratios": ratios(methods),
+        "pipeline_reported": _summary(reported) if reported else None,
+        "items": items, "seconds": round(time.perf_counter() - t0, 3),
+    }
+    write_report(report, opts.out)
+    return report
+
+
+def _cell(stats: dict[str, Any], key: str, digits: int) -> str:
+    s = stats.get(key, {})
+    return "n/a" if s.get("mean") is None else f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown table plus the target ratios."""
+    t = report["test_set"]
+    c = report["counts"]
+    lines = [f"Evaluation of preset `{report['preset']}` on {t['n']} held-out renders (seed {t['seed']}; "
+             f"{c['done'] + c['skipped']} reconstructed, {c['failed']} failed)", "",
+             "| method | SIDE (×10⁻²) ↓ | MAD (°) ↓ |", "|---|---|---|"]
+    for name, label in report["labels"].items():
+        stats = report["methods"].get(name)
+        if stats is not None:
+            lines.append(f"| {label} | {_cell(stats, 'side_x100', 3)} | {_cell(stats, 'mad_deg', 2)} |")
+    if report.get("pipeline_reported"):
+        stats = report["pipeline_reported"]
+        lines.append(f"| (result.json: last training forward) | {_cell(stats, 'side_x100', 3)} | "
+                     f"{_cell(stats, 'mad_deg', 2)} |")
+    lines += ["", "| target (issue #6) | ratio of means | max | met |", "|---|---|---|---|"]
+    for name, r in report["ratios"].items():
+        value = "n/a" if r["value"] is None else f"{r['value']:.3f}"
+        met = "n/a" if r["met"] is None else ("yes" if r["met"] else "no")
+        lines.append(f"| {name} ({r['metric']}) | {value} | {r['target_max']} | {met} |")
+    failed = [e for e in report["items"] if e["status"] == "failed"]
+    if failed:
+        lines += ["", "Failed images:", *[f"- {e['name']}: {e['error']}" for e in failed]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    json_path, md_path = out / "report.json", out / "report.md"
+    write_json(json_path, report)
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(markdown(report))
+    return json_path, md_path

@@ -1,0 +1,136 @@
+"""`evaluate`: held-out renders → pipeline → SIDE/MAD with baselines; seed-0 refusal, failures, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import test_pipeline_assets
+import torch
+from PIL import Image
+from test_pipeline_assets import TINY_SET
+
+from engine import bundle
+from engine import evaluate as ev
+from engine.cli import main
+from engine.config import load_config
+from engine.data.mesh import load_base_mesh
+from engine.data.synth import render_images
+from engine.errors import EngineError
+from engine.metrics import depth_metrics
+from engine.render import Camera
+
+tiny_assets = test_pipeline_assets.tiny_assets  # session fixture: a random-weight compact StyleGAN2
+
+CFG = load_config("fast")
+CAM = Camera(64, CFG.fov, CFG.rot_center_depth)
+
+
+def test_the_training_seed_is_refused_unless_asked_for(tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--preset", "fast", "--seed", "0", "--n", "1", "--out", str(out)]) == 2
+    assert "training" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(EngineError, match="seed 0"):
+        ev.check_options(ev.EvalOptions(out=out, seed=0), CFG)
+    ev.check_options(ev.EvalOptions(out=out, seed=0, allow_training_seed=True), CFG)  # accepted on purpose
+    with pytest.raises(EngineError, match="crop"):
+        ev.check_options(ev.EvalOptions(out=out), load_config("fast", overrides=["crop=48"]))
+
+
+def test_null_depth_side_is_the_spread_of_the_true_log_depth():
+    """A two-level object in a 1.1 background: the constant baseline's SIDE is half the log step
+    (equal halves), and its MAD is the angle of nothing but the official normal floor on flat parts."""
+    a = 0.03
+    gt = np.full((64, 64), 1.1)
+    gt[8:56, 8:32] = 1.0
+    gt[8:56, 32:56] = math.exp(a)  # eroded object: 46 rows × (23 + 23) columns
+    mask = gt < 1.1
+    maps = ev.baseline_depths(CFG, gt, mask, np.ones_like(gt))
+    null = ev._metric_values(ev.score(maps[ev.NULL], np.ones_like(mask), gt, CAM))
+    assert null["pixels"] == 46 * 46
+    assert null["side_x100"] == pytest.approx(100 * a / 2, rel=1e-9)
+    truth = ev._metric_values(ev.score(maps[ev.GROUND_TRUTH], np.ones_like(mask), gt, CAM))
+    assert truth["side_x100"] == 0.0 and truth["mae"] == 0.0
+    floor = math.degrees(math.acos((4 / CAM.fx**2 / (4 / CAM.fx**2 + 1e-7)) ** 2))  # see test_metrics
+    assert null["mad_deg"] > floor > truth["mad_deg"] > 0  # the step edge tilts GT normals, not the null's
+    # the prior is the pipeline's ellipsoid of this mask: near at the centre, far outside the object
+    ellipsoid = maps[ev.PRIOR]
+    assert ellipsoid[31:33, 31:33].min() == pytest.approx(CFG.prior_near, abs=2e-3)
+    assert np.all(ellipsoid[~mask] == pytest.approx(CFG.prior_far))
+
+
+def test_average_gt_depth_is_the_object_pixel_mean_of_training_renders():
+    mesh = load_base_mesh()
+    avg = ev.average_gt_depth(CFG, 7, mesh, chunk=3)  # chunks of 3, 3 and 1
+    data = render_images(ev.synth_config(CFG), 0, np.arange(7), mesh)
+    mask = data["mask"]
+    covered = mask.any(0)
+    expected = (data["depth"] * mask).sum(0)[covered] / mask.sum(0)[covered]
+    assert np.allclose(avg[covered], expected, rtol=1e-6)
+    assert np.all(avg[~covered] == 1.0) and 0.9 < avg[covered].min() < avg[covered].max() < 1.1
+
+
+def recomputed(out, report):
+    """Every number of the report's table recomputed here from the files on disk."""
+    avg = np.load(out / report["avg_gt_depth"]["file"])
+    per = {k: [] for k in ("pred", "null", "avg", "truth")}
+    for item in report["items"]:
+        if item["status"] == "failed":
+            continue
+        gt = torch.from_numpy(np.load(out / "test" / "depth" / f"{item['name']}.npy")).double()[None]
+        pred = torch.from_numpy(np.load(out / "bundles" / item["name"] / "depth_view.npy")).double()[None]
+        ones = torch.ones_like(gt, dtype=torch.bool)
+        per["pred"].append(depth_metrics(pred, gt, pred < 1.2, CAM))  # 1.2: far clamp of [0.9, 1.1] depths
+        per["null"].append(depth_metrics(torch.ones_like(gt), gt, ones, CAM))
+        per["avg"].append(depth_metrics(torch.from_numpy(avg).double()[None], gt, ones, CAM))
+        per["truth"].append(depth_metrics(gt, gt, ones, CAM))
+    return {k: (np.array([float(m.side[0]) * 100 for m in v]), np.array([float(m.mad[0]) for m in v]))
+            for k, v in per.items()}
+
+
+def test_evaluate_end_to_end_records_a_failure_then_resumes(tiny_assets, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["evaluate", "--preset", "fast", "--weights", str(tiny_assets["gen"]), "--device", "cpu", "--n", "2",
+            "--seed", "3", "--avg-gt-images", "20", "--out", str(out), "--json"]
+    for item in TINY_SET:
+        args += ["--set", item]
+    blocker = out / "bundles" / ev.item_name(3, 1)
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the second bundle should go: its reconstruction fails")
+
+    assert main(args) == 0  # one bad image is recorded, not fatal
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["event"] == "result" and events[-1]["counts"] == {"done": 1, "skipped": 0, "failed": 1}
+    report = json.loads((out / "report.json").read_text())
+    failed = [e for e in report["items"] if e["status"] == "failed"]
+    assert [e["name"] for e in failed] == ["s3_0001"] and failed[0]["error"]
+    assert report["methods"][ev.PREDICTION]["images"] == 1 and "s3_0001" in (out / "report.md").read_text()
+
+    blocker.unlink()
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"] == {"done": 1, "skipped": 1, "failed": 0}  # the finished bundle was reused
+    assert report["config"]["preset"] == "fast" and report["test_set"]["seed"] == 3
+    # every image used the same frozen copy of the generator, named by its hash
+    assert report["generator"]["sha256"] == bundle.sha256_file(tiny_assets["gen"])
+    snapshot = (out / report["generator"]["snapshot"]).resolve()
+    assert all(bundle.read(out / "bundles" / e["name"])["generator"]["path"] == str(snapshot)
+               for e in report["items"])
+    methods, again = report["methods"], recomputed(out, report)
+    for key, name in (("pred", ev.PREDICTION), ("null", ev.NULL), ("avg", ev.AVERAGE), ("truth", ev.GROUND_TRUTH)):
+        side, mad = again[key]
+        assert len(side) == 2 and methods[name]["images"] == 2
+        assert methods[name]["side_x100"]["mean"] == pytest.approx(side.mean(), rel=1e-6, abs=1e-9)
+        assert methods[name]["side_x100"]["std"] == pytest.approx(side.std(), rel=1e-6, abs=1e-9)
+        assert methods[name]["mad_deg"]["mean"] == pytest.approx(mad.mean(), rel=1e-6)
+    ratio = report["ratios"]["mad_vs_avg_gt"]
+    assert ratio["value"] == pytest.approx(again["pred"][1].mean() / again["avg"][1].mean(), rel=1e-6)
+    assert ratio["met"] == (ratio["value"] <= 0.55)
+    assert 5 < methods[ev.GROUND_TRUTH]["mad_deg"]["mean"] < 7  # the official normals' floor at 64²
+    table = (out / "report.md").read_text()
+    assert "| method | SIDE (×10⁻²) ↓ | MAD (°) ↓ |" in table and "ellipsoid prior" in table
+    # the held-out images are what the generator renders for seed 3, not seed-0 training images
+    image = np.array(Image.open(out / "test" / "images" / "s3_0000.png"))
+    assert np.array_equal(image, render_images(ev.synth_config(CFG), 3, np.arange(1))["rgb"][0])
