@@ -4,6 +4,7 @@ latents, the tiny random-weight generator of the pipeline tests, and a reference
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,9 +37,19 @@ def engine_env() -> dict[str, str]:
 
 
 def run_engine(*args: str, prefix: tuple[str, ...] = ("engine",), timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m engine ARGS` (or `python -m PREFIX… ARGS`) in a fresh process."""
-    return subprocess.run([PYTHON, "-m", *prefix, *args], cwd=ROOT, env=engine_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    """`python -m engine ARGS` (or `python -m PREFIX… ARGS`) in a fresh process.
+
+    On a timeout the whole process group is killed, so torchrun's workers do not outlive a hung test.
+    """
+    with subprocess.Popen([PYTHON, "-m", *prefix, *args], cwd=ROOT, env=engine_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def assert_same_bundle(a: Path, b: Path) -> None:

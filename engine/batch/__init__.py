@@ -1,5 +1,6 @@
 """Batch reconstruction (`python -m engine batch`, docs/batch.md): many images, resumable, multi-process,
-torchrun scale-out, and the gradient averaging of the official shared-weights group mode."""
+torchrun scale-out, and the gradient averaging of the official shared-weights group mode (also used by
+`pretrain` under torchrun, with `rank_state` for its per-rank resumable states)."""
 
 from .group import average_gradients, mean_gradients
 from .items import BatchItem, list_images, make_items, shard

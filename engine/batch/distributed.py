@@ -9,11 +9,16 @@ group, which works for Python objects whatever the main backend is.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from ..errors import EngineError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,6 +76,38 @@ def gather_to_main(obj: Any, ranks: Ranks) -> list[Any] | None:
     out: list[Any] | None = [None] * ranks.world_size if ranks.is_main else None
     dist.gather_object(obj, out, dst=0, group=ranks.group)
     return out
+
+
+def all_gather(obj: Any, ranks: Ranks) -> list[Any]:
+    """Every rank's `obj` on every rank (in rank order)."""
+    if not ranks.distributed:
+        return [obj]
+    out: list[Any] = [None] * ranks.world_size
+    dist.all_gather_object(out, obj, group=ranks.group)
+    return out
+
+
+def agree(ranks: Ranks, step: Callable[[], T], what: str) -> T:
+    """Run a local `step` on every rank, then share whether it failed anywhere.
+
+    Why: a rank that raises before the next collective would leave the others waiting in it until the
+    process-group timeout (or until the launcher kills them). After `agree` either every rank goes on,
+    or every rank raises: the failed rank its own error, the others an EngineError naming that rank.
+    """
+    error: Exception | None = None
+    value: Any = None
+    try:
+        value = step()
+    except Exception as exc:  # reported to every rank below
+        error = exc
+    messages = all_gather(None if error is None else str(error) or type(error).__name__, ranks)
+    if error is not None:
+        raise error
+    failed = [(r, m) for r, m in enumerate(messages) if m is not None]
+    if failed:
+        rank, message = failed[0]
+        raise EngineError(f"rank {rank} failed while {what}: {message}")
+    return value
 
 
 def finish(ranks: Ranks, barrier: bool = True) -> None:

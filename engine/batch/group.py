@@ -5,14 +5,19 @@ with its own pseudo samples, and after every backward the gradients are averaged
 one shared model learns from the whole group. `average_gradients` does that across processes (call it
 between `loss.backward()` and `optimizer.step()`); `mean_gradients` gives the same gradient in one
 process from the per-image losses of the group (the single-device emulation the spec asks for).
+`assert_same_weights` checks at the end that the ranks really hold one model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 import torch.distributed as dist
+
+from ..errors import EngineError
+from .distributed import Ranks, all_gather
 
 
 def _trainable(params: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
@@ -65,3 +70,24 @@ def mean_gradients(params: Iterable[torch.nn.Parameter], losses: Iterable[Callab
             if p.grad is not None:
                 p.grad /= count
     return count
+
+
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over a state dict (names in sorted order, shapes, dtypes, bytes): equal digests, equal weights."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def assert_same_weights(module: torch.nn.Module, ranks: Ranks) -> str:
+    """The digest of `module`, after checking that every rank holds bit-identical weights (EngineError on
+    every rank if not: a shared-weights run whose ranks drifted apart must not be saved as one model)."""
+    digests = all_gather(weights_digest(module.state_dict()), ranks)
+    if len(set(digests)) > 1:
+        differing = [r for r, d in enumerate(digests) if d != digests[0]]
+        raise EngineError(f"the ranks' networks diverged (ranks {differing} differ from rank 0) although their "
+                          "gradients were averaged; the checkpoint was not written")
+    return digests[0]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import EngineError
 
+T = TypeVar("T")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -51,6 +54,6 @@ def make_items(images: list[Path]) -> list[BatchItem]:
     return items
 
 
-def shard(items: list[BatchItem], rank: int, world_size: int) -> list[BatchItem]:
+def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     """Rank r takes items r, r + W, r + 2W… (the official `independent` mode's image assignment)."""
-    return items[rank::world_size]
+    return list(items[rank::world_size])

@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from ..errors import EngineError
 from ..progress import Progress
-from .distributed import Ranks
+from .distributed import Ranks, all_gather
 from .group import average_gradients
 from .items import BatchItem, shard
 from .summary import SUMMARY_NAME, Summary, pending_record
@@ -73,12 +73,6 @@ def _status(item: BatchItem | None, job: BatchJob) -> dict[str, Any]:
     return {"member": error is None, "error": error, "complete": error is None and is_complete(item, job) is not None}
 
 
-def _all_gather(obj: Any, ranks: Ranks) -> list[Any]:
-    out: list[Any] = [None] * ranks.world_size
-    dist.all_gather_object(out, obj, group=ranks.group)
-    return out
-
-
 def _sync_for(members: list[int], ranks: Ranks):
     """The gradient hook of a group with these member ranks (a smaller process group when some are out)."""
     if len(members) < 2:
@@ -103,7 +97,7 @@ def run_shared_batch(job: BatchJob, items: list[BatchItem], ranks: Ranks, info: 
     progress.start(len(groups), images=len(items), groups=len(groups), rank=ranks.rank, world_size=ranks.world_size)
     for group in groups:
         mine = (group[ranks.rank] if ranks.rank < len(group) else None) if independent else group[0]
-        statuses = _all_gather(_status(mine, job), ranks) if ranks.distributed else [_status(mine, job)]
+        statuses = all_gather(_status(mine, job), ranks)
         if not independent:  # one image: rank 0's view of it decides for everyone
             statuses = [statuses[0]] * ranks.world_size
         members = [r for r, s in enumerate(statuses) if s["member"]]

@@ -1,11 +1,17 @@
-"""`pretrain`: joint pre-training over many images with shared weights (spec §1.7) → gan2shape checkpoint."""
+"""`pretrain`: joint pre-training over many images with shared weights (spec §1.7) → gan2shape checkpoint.
+
+Under torchrun every rank trains on its shard of the images with the gradients averaged over the ranks
+(one model; docs/batch.md); rank 0 writes the checkpoint and reports.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from ..device import set_threads, tune_cpu_allocator
+from ..batch.distributed import finish, init_from_env, rank_device
+from ..device import available_cores, set_threads, tune_cpu_allocator
 from ..errors import EngineError
 from ..progress import Progress
 from .reconstruct import add_config_options, config_from_args
@@ -55,18 +61,32 @@ def run(args: argparse.Namespace) -> int:
     from ..pipeline.run import Request, pretrain
 
     tune_cpu_allocator()
-    set_threads(args.threads)
-    progress = Progress(json_mode=args.json)
-    cfg = config_from_args(args)
-    cfg.joint_train, cfg.reset_weight = True, False  # what pre-training means (§1.7), whatever the preset
-    reqs = [Request(image=p, out=args.out, cfg=cfg, latent=companion(args.latent_dir, p, LATENT_SUFFIX),
-                    mask=companion(args.mask_dir, p, ".png"), weights=args.weights, export=False)
-            for p in image_paths(args)]
+    ranks = init_from_env()
     try:
-        summary = pretrain(reqs, args.out, progress, resume=args.resume)
-    finally:
-        progress.close()
-    progress.result(checkpoint=summary["checkpoint"], images=summary["images"])
+        set_threads(args.threads if args.threads or not ranks.distributed
+                    else max(1, available_cores() // ranks.local_world_size))
+        cfg = config_from_args(args)
+        cfg.joint_train, cfg.reset_weight = True, False  # what pre-training means (§1.7), whatever the preset
+        cfg.device = rank_device(cfg.device, ranks)
+        reqs = [Request(image=p, out=args.out, cfg=cfg, latent=companion(args.latent_dir, p, LATENT_SUFFIX),
+                        mask=companion(args.mask_dir, p, ".png"), weights=args.weights, export=False)
+                for p in image_paths(args)]
+        quiet = None if ranks.is_main else open(os.devnull, "w")  # noqa: SIM115 (closed below)
+        progress = Progress(json_mode=args.json or quiet is not None, out=quiet)
+        try:
+            summary = pretrain(reqs, args.out, progress, resume=args.resume, ranks=ranks)
+        finally:
+            progress.close()
+            if quiet is not None:
+                quiet.close()
+    except BaseException:
+        finish(ranks, barrier=False)
+        raise
+    finish(ranks)
+    if not ranks.is_main:
+        return 0
+    progress.result(checkpoint=summary["checkpoint"], images=summary["images"],
+                    **({"world_size": ranks.world_size} if ranks.distributed else {}))
     if not args.json:
         print(summary["checkpoint"])
     return 0

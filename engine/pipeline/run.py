@@ -5,6 +5,7 @@ Used by `python -m engine reconstruct` and by tests and benchmarks (no argparse 
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import time
@@ -16,7 +17,11 @@ import numpy as np
 import torch
 
 from .. import __version__, bundle, inputs, losses, nets, prior, weights
-from ..config import Config, config_to_dict, crop_fraction, crop_reference
+from ..batch.distributed import Ranks, agree, all_gather
+from ..batch.group import assert_same_weights, average_gradients
+from ..batch.items import shard
+from ..batch.rank_state import RankStates
+from ..config import Config, Phase, config_to_dict, crop_fraction, crop_reference
 from ..device import select_device
 from ..errors import EngineError
 from ..export import ExportOptions, export_bundle
@@ -27,7 +32,7 @@ from . import state as state_io
 from .model import Model, Target
 from .previews import stage_previews
 from .result import final_outputs, light_json, view_json, write_maps, write_previews
-from .trainer import ITER_COST, Trainer, phase_cost, plan
+from .trainer import ITER_COST, GradSync, Trainer, phase_cost, plan
 
 
 @dataclass
@@ -60,18 +65,73 @@ class Frozen:
     light_mvn: nets.Mvn
 
 
-def load_frozen(cfg: Config, device: torch.device, progress: Progress, weights_name: str | None = None) -> Frozen:
-    gan_path = weights.resolve(weights_name or cfg.gan_ckpt)
-    generator = load_generator(gan_path, device, size=cfg.gan_size)
-    if cfg.step2_feature_loss == "discriminator" and not generator.has_discriminator:
+@dataclass
+class _LoadedFrozen:
+    """The frozen parts a process loaded last, with what determined them (see `load_frozen`)."""
+
+    key: tuple[Any, ...]
+    frozen: Frozen
+    warnings: list[str]
+    rng_before: torch.Tensor
+    rng_after: torch.Tensor
+
+
+_last_frozen: _LoadedFrozen | None = None
+
+
+def _check_discriminator(cfg: Config, frozen_generator: Any, gan_path: Path) -> None:
+    if cfg.step2_feature_loss == "discriminator" and not frozen_generator.has_discriminator:
         raise EngineError("the step-2 loss needs the GAN's discriminator but the checkpoint has no 'd'; "
                           "use --set step2_feature_loss=\"perceptual\"", gan_path)
-    perceptual = losses.build_perceptual(cfg.perceptual, warn=progress.warning, device=device)
+
+
+def load_frozen(cfg: Config, device: torch.device, progress: Progress, weights_name: str | None = None) -> Frozen:
+    """Generator, perceptual net and view/light distributions for `cfg` on `device`.
+
+    A process keeps the last set it loaded and reuses it while the generator file (path, size, mtime),
+    device, perceptual choice and MVN names are the same: a batch worker reconstructs image after image
+    without reading the models again. The parts are frozen (no gradients, eval mode), so sharing them
+    between runs is safe. Building the perceptual net draws from the global RNG before its weights are
+    loaded, and the nets are initialised after it, so a reuse also restores the RNG state a load would
+    have left (it is only reused from the same RNG state): outputs are the same as with a fresh load.
+    The load's warnings are repeated on every reuse, since each run reports its own.
+    """
+    global _last_frozen
+    gan_path = weights.resolve(weights_name or cfg.gan_ckpt)
+    stat = gan_path.stat()
+    key = (str(gan_path.resolve()), stat.st_size, stat.st_mtime_ns, cfg.gan_size, str(device), cfg.perceptual,
+           cfg.view_mvn_path, cfg.light_mvn_path)
+    rng = torch.get_rng_state()
+    last = _last_frozen
+    if last is not None and last.key == key and torch.equal(last.rng_before, rng):
+        _check_discriminator(cfg, last.frozen.generator, gan_path)
+        for message in last.warnings:
+            progress.warning(message)
+        torch.set_rng_state(last.rng_after)
+        return last.frozen
+    _last_frozen = last = None  # let the old models go before loading new ones
+    notes: list[str] = []
+
+    def warn(message: str) -> None:
+        notes.append(message)
+        progress.warning(message)
+
+    generator = load_generator(gan_path, device, size=cfg.gan_size)
+    _check_discriminator(cfg, generator, gan_path)
+    perceptual = losses.build_perceptual(cfg.perceptual, warn=warn, device=device)
     view_mvn, light_mvn = nets.resolve_mvn(cfg.view_mvn_path, "view"), nets.resolve_mvn(cfg.light_mvn_path, "light")
     for name, mvn in ((cfg.view_mvn_path, view_mvn), (cfg.light_mvn_path, light_mvn)):
         if name is not None and mvn.source.startswith("built-in"):
-            progress.warning(f"'{name}' not found; using the {mvn.source}")
-    return Frozen(generator, gan_path, perceptual, view_mvn, light_mvn)
+            warn(f"'{name}' not found; using the {mvn.source}")
+    frozen = Frozen(generator, gan_path, perceptual, view_mvn, light_mvn)
+    _last_frozen = _LoadedFrozen(key, frozen, notes, rng, torch.get_rng_state())
+    return frozen
+
+
+def forget_frozen() -> None:
+    """Drop the frozen parts `load_frozen` keeps (frees their memory; the next run loads them again)."""
+    global _last_frozen
+    _last_frozen = None
 
 
 def build_model(cfg: Config, frozen: Frozen, device: torch.device) -> tuple[Model, bool]:
@@ -174,8 +234,9 @@ def run_fingerprint(req: Request, inp: Inputs) -> str:
 
 
 def start_run(cfg: Config, reqs: list[Request], saved: dict | None, progress: Progress,
-              weights_name: str | None) -> tuple[torch.device, Frozen, Model, bool]:
-    """Device, frozen parts and the model; starts `progress` with the cost of inversions plus the schedule."""
+              weights_name: str | None, **start_info: Any) -> tuple[torch.device, Frozen, Model, bool]:
+    """Device, frozen parts and the model; starts `progress` with the cost of inversions plus the schedule
+    (`start_info`: extra fields of the start event)."""
     device = select_device(cfg.device)
     torch.manual_seed(cfg.seed)
     frozen = load_frozen(cfg, device, progress, weights_name)
@@ -183,7 +244,7 @@ def start_run(cfg: Config, reqs: list[Request], saved: dict | None, progress: Pr
     phases = plan(cfg, len(reqs), need_prior)
     projections = 0 if saved is not None else sum(r.latent is None for r in reqs)
     total = sum(phase_cost(p) for p in phases) + projections * cfg.projector.iters * ITER_COST["project"]
-    progress.start(total, phases=len(phases), images=len(reqs), resumed=saved is not None)
+    progress.start(total, phases=len(phases), images=len(reqs), resumed=saved is not None, **start_info)
     return device, frozen, model, need_prior
 
 
@@ -241,31 +302,93 @@ def reconstruct(req: Request, progress: Progress) -> Path:
     return out
 
 
-def pretrain(reqs: list[Request], out: Path, progress: Progress, resume: bool = False,
-             on_phase_end: Any = None) -> dict[str, Any]:
+def pretrain(reqs: list[Request], out: Path, progress: Progress, resume: bool = False, on_phase_end: Any = None,
+             ranks: Ranks | None = None, grad_sync: GradSync | None = None) -> dict[str, Any]:
     """Joint pre-training (§1.7): one shared set of nets over all images; writes a gan2shape checkpoint
-    (netD, netA, netV, netL, netEnc + a `meta` record) usable as a preset's `pretrain`."""
+    (netD, netA, netV, netL, netEnc + a `meta` record) usable as a preset's `pretrain`.
+
+    In a torchrun job (`ranks` distributed) rank r trains on its shard of `reqs` (images r, r + W…) from
+    the same initial nets (seeded by the config), with its own pseudo-sample seed (seed + r); `grad_sync`
+    (default: the mean over the ranks, as DDP) runs between every backward and optimiser step, so the nets
+    stay identical, which is checked at the end. Rank 0 alone writes the checkpoint. Every rank keeps its
+    own resumable state (`RankStates`). A failure before training (bad image, weights…) stops every rank
+    with an error naming the rank that failed.
+    """
+    ranks = ranks or Ranks()
     cfg, out = reqs[0].cfg, Path(out)
-    if len(reqs) > 1 and min(cfg.collect_iters, cfg.collect_iters2 or cfg.collect_iters) < len(reqs):
-        raise EngineError(f"collect_iters must be at least the number of images ({len(reqs)}): every image needs "
-                          "at least one bank batch per stage")
-    state_path = state_io.state_path_for(out)
-    inps = [read_inputs(r, progress) for r in reqs]
-    fingerprint = state_io.fingerprint([run_fingerprint(r, i) for r, i in zip(reqs, inps, strict=True)])
-    saved = state_io.load_state(state_path, fingerprint) if resume and state_path.exists() else None
-    device, frozen, model, need_prior = start_run(cfg, reqs, saved, progress, reqs[0].weights)
-    targets = [make_target(r, inp, frozen, device, progress, None if saved is None else saved["latents"][i])
-               for i, (r, inp) in enumerate(zip(reqs, inps, strict=True))]
-    trainer = Trainer(model, targets, cfg, seed=cfg.seed, need_prior=need_prior,
+    if len(reqs) < ranks.world_size:
+        raise EngineError(f"{ranks.world_size} ranks need at least as many images, got {len(reqs)}")
+    largest = len(shard(reqs, 0, ranks.world_size))  # the same check on every rank
+    if largest > 1 and min(cfg.collect_iters, cfg.collect_iters2 or cfg.collect_iters) < largest:
+        raise EngineError(f"collect_iters must be at least the number of images per process ({largest}): every "
+                          "image needs at least one bank batch per stage")
+    mine = shard(reqs, ranks.rank, ranks.world_size)
+    states = RankStates(out, ranks) if ranks.distributed else None
+    state_path = states.latest if states is not None else state_io.state_path_for(out)
+
+    def read_mine() -> tuple[list[Inputs], str]:
+        inps = [read_inputs(r, progress) for r in mine]
+        parts = [run_fingerprint(r, i) for r, i in zip(mine, inps, strict=True)]
+        layout = [{"rank": ranks.rank, "world_size": ranks.world_size}] if ranks.distributed else []
+        return inps, state_io.fingerprint(parts, *layout)
+
+    inps, fingerprint = agree(ranks, read_mine, "reading its images")
+    if states is None:
+        saved = state_io.load_state(state_path, fingerprint) if resume and state_path.exists() else None
+    elif resume:
+        saved = states.load(fingerprint)
+    else:
+        saved = None
+        states.remove()
+
+    def build() -> tuple[torch.device, Frozen, Model, bool, list[Target]]:
+        layout = {"rank": ranks.rank, "world_size": ranks.world_size, "all_images": len(reqs)}
+        device, frozen, model, need_prior = start_run(cfg, mine, saved, progress, reqs[0].weights,
+                                                      **(layout if ranks.distributed else {}))
+        targets = [make_target(r, inp, frozen, device, progress, None if saved is None else saved["latents"][i])
+                   for i, (r, inp) in enumerate(zip(mine, inps, strict=True))]
+        return device, frozen, model, need_prior, targets
+
+    device, frozen, model, need_prior, targets = agree(ranks, build, "loading the models and inverting its images")
+    if grad_sync is None and ranks.distributed:  # NCCL for CUDA tensors; the gloo group for CPU tensors
+        grad_sync = functools.partial(average_gradients, group=None if device.type == "cuda" else ranks.group)
+    trainer = Trainer(model, targets, cfg, seed=cfg.seed + ranks.rank, need_prior=need_prior,
                       prior_fn=lambda t: prior_depth(t, cfg), progress=progress, state_path=state_path,
-                      fingerprint=fingerprint, on_phase_end=on_phase_end)
+                      fingerprint=fingerprint, on_phase_end=_committing(states, on_phase_end), grad_sync=grad_sync)
     log = trainer.run(saved)
     meta = {"images": [inp.info["image"] for inp in inps], "preset": cfg.preset, "engine": __version__,
             "config": json.dumps(config_to_dict(cfg), sort_keys=True), "image_size": cfg.image_size,
             "net_width": cfg.net_width, "perceptual": getattr(frozen.perceptual, "backbone", "")}
-    nets.save_gan2shape_checkpoint(out, model.nets, extra={"meta": meta})
-    state_path.unlink(missing_ok=True)
-    return {"checkpoint": str(out.resolve()), "images": len(reqs), "phases": log.phases}
+    if ranks.distributed:
+        digest = assert_same_weights(model.nets, ranks)
+        shards = all_gather(meta["images"], ranks)
+        meta["images"] = [shards[i % ranks.world_size][i // ranks.world_size] for i in range(len(reqs))]
+        meta["distributed"] = {"world_size": ranks.world_size, "shards": shards, "nets_sha256": digest}
+
+    def write() -> None:
+        if ranks.is_main:
+            nets.save_gan2shape_checkpoint(out, model.nets, extra={"meta": meta})
+
+    agree(ranks, write, "writing the checkpoint")
+    if states is None:
+        state_path.unlink(missing_ok=True)
+    else:
+        states.remove()
+    summary = {"checkpoint": str(out.resolve()), "images": len(reqs), "phases": log.phases}
+    return summary if not ranks.distributed else {**summary, "world_size": ranks.world_size}
+
+
+def _committing(states: RankStates | None, on_phase_end: Any) -> Any:
+    """The Trainer's phase-end hook: in a multi-process run, commit the phase's state on every rank first."""
+    if states is None:
+        return on_phase_end
+
+    def hook(index: int, phase: Phase) -> None:
+        states.commit()
+        if on_phase_end is not None:
+            on_phase_end(index, phase)
+
+    return hook
 
 
 def versions() -> dict[str, str]:
