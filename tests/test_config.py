@@ -125,3 +125,12 @@ def test_unknown_preset_and_bad_toml(tmp_path):
     bad.write_text("batchsize = [")
     with pytest.raises(EngineError, match="cannot read config file"):
         load_config("default", bad)
+
+
+def test_projection_choice_is_checked_and_shapes_the_schedule():
+    cfg = load_config("default", overrides=['projection="optimize"'])
+    steps = [p.step for p in schedule(cfg)]
+    assert "step2" not in steps and steps.count("collect") == cfg.num_stage
+    assert "step2" in [p.step for p in schedule(load_config("default", overrides=['projection="encoder"']))]
+    with pytest.raises(EngineError, match="projection"):
+        load_config("default", overrides=['projection="nope"'])

@@ -115,7 +115,7 @@ def test_bank_skips_the_first_batch_and_reshuffles_pairs_together():
     assert torch.equal(restored.next_batch(2, gen)[0], bank.next_batch(2, torch.Generator().manual_seed(0))[0])
 
 
-@pytest.mark.parametrize("preset, prior_iters", [("car", 1000), ("celeba", 0), ("default", 200)])
+@pytest.mark.parametrize("preset, prior_iters", [("car", 1000), ("celeba", 0), ("default", 300)])
 def test_plan_fits_the_prior_only_without_a_pretrained_depth_net(preset, prior_iters):
     cfg = load_config(preset)
     with_prior = plan(cfg, 1, need_prior=True)
@@ -159,3 +159,27 @@ def test_joint_training_cycles_images_and_keeps_one_bank_per_image(setup):
     assert seen[4:6] == [0, 1]  # step1_collect: a no-grad forward of every image after step 1
     assert all("depth" in t.cache for t in targets)
     assert [len(b) for b in trainer.banks] == [2 * cfg.batchsize, 2 * cfg.batchsize]
+
+
+def test_optimized_projection_fits_each_sample_and_trains_no_net(setup):
+    cfg, model, target = setup
+    opt_cfg = dataclasses.replace(cfg, projection="optimize", projection_iters=15, projection_lr=0.05)
+    opt_model = make_model(opt_cfg, model.generator)
+    opt_model.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        opt_model.step1_forward(target, flip=False)
+        pseudo, mask = opt_model.pseudo_samples(target, 3, torch.Generator().manual_seed(1))
+    before = snapshot(opt_model)
+    proj = opt_model.project_images(target, pseudo, mask)
+    assert changed_nets(before, opt_model) == set()
+    start = (target.gan_image - pseudo).abs().mean((1, 2, 3))  # Δw = 0 projects every sample to the GAN image
+    fitted = (proj - pseudo).abs().mean((1, 2, 3))
+    assert (fitted < start).all(), (fitted, start)
+    assert [p.step for p in plan(opt_cfg, 1, True)] == ["prior", "step1", "collect", "step3"]
+
+
+def test_encoder_learning_rate_applies_to_the_encoder_only(setup):
+    cfg, model, target = setup
+    trainer = Trainer(model, [target], dataclasses.replace(cfg, lr_enc=0.01))
+    rates = [opt.param_groups[0]["lr"] for opt in trainer.optimizers(("netD", "netEnc"))]
+    assert rates == [cfg.lr, 0.01]

@@ -58,7 +58,7 @@ class Model(nn.Module):
         self.register_buffer("light_mean", light_mean.float().reshape(1, 4))
         self.view_dist = view_dist
         self.cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
-        self.opts = render.RasterOptions(min_depth=cfg.min_depth, max_depth=cfg.max_depth)
+        self.opts = render.RasterOptions(cfg.raster_supersample, cfg.raster_half_pixel, cfg.min_depth, cfg.max_depth)
         self.offset = nets.MappingOffset(generator, cfg.F1_d)
         # (k_a, k_d) of the latest step-1 forward. QUIRK (§1.7): in joint mode step 2 shades every
         # image's pseudo samples with the values of the last image seen by step1_collect.
@@ -212,20 +212,47 @@ class Model(nn.Module):
             return self.cfg.lam_perc * self.perc(proj, pseudo, mask)
         return proj.new_zeros(())
 
-    def step2_forward(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    def step2_loss(self, proj: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor,
+                   dw: torch.Tensor) -> torch.Tensor:
         """L1 + feature loss between projections and pseudo samples + λ_reg·mean(Δw²) (§5.5)."""
+        return (losses.photometric_l1(proj, pseudo, mask) + self.feature_loss(proj, pseudo, mask)
+                + self.cfg.lam_regular * losses.latent_regulariser(dw))
+
+    def step2_forward(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         pseudo, mask = self.pseudo_samples(target, self.cfg.batchsize, gen)
         proj, dw = self.project(target, pseudo)
-        loss = (losses.photometric_l1(proj, pseudo, mask) + self.feature_loss(proj, pseudo, mask)
-                + self.cfg.lam_regular * losses.latent_regulariser(dw))
-        return loss, {"pseudo": pseudo, "proj": proj, "mask": mask, "dw": dw}
+        return self.step2_loss(proj, pseudo, mask, dw), {"pseudo": pseudo, "proj": proj, "mask": mask, "dw": dw}
 
-    @torch.no_grad()
+    def project_optimized(self, target: Target, pseudo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`projection = "optimize"`: each pseudo sample's own offset, fitted by Adam on the step-2 loss.
+
+        The offset enters the mapping tail where E's output would (so F1_d and the regulariser mean the
+        same); samples are independent, and Adam's per-coordinate steps ignore the batch-mean scaling.
+        """
+        c = self.cfg
+        h = torch.zeros(pseudo.shape[0], target.latent.shape[-1], device=self.device, requires_grad=True)
+        opt = torch.optim.Adam([h], lr=c.projection_lr)
+        for _ in range(c.projection_iters):
+            dw = self.offset(h)
+            loss = self.step2_loss(self.gan_images(target.latent + dw), pseudo, mask, dw)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            return self.gan_images(target.latent + self.offset(h))
+
+    def project_images(self, target: Target, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """GAN projections of images with the configured `projection` (no graph kept)."""
+        if self.cfg.projection == "optimize":
+            return self.project_optimized(target, images, mask)
+        with torch.no_grad():
+            return self.project(target, images)[0]
+
     def collect_batch(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """One no-grad step-2 pass for the bank (§1.6): projected images and pseudo masks, on the CPU."""
-        pseudo, mask = self.pseudo_samples(target, self.cfg.batchsize, gen)
-        proj, _ = self.project(target, pseudo)
-        return proj.cpu(), mask.cpu()
+        """One step-2 pass for the bank (§1.6): projected images and pseudo masks, on the CPU."""
+        with torch.no_grad():
+            pseudo, mask = self.pseudo_samples(target, self.cfg.batchsize, gen)
+        return self.project_images(target, pseudo, mask).cpu(), mask.cpu()
 
     # ------------------------------------------------------------------------------------------
     # step 3
