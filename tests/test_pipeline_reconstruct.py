@@ -58,6 +58,10 @@ def test_reconstruct_writes_a_complete_valid_bundle_with_json_progress(tiny_asse
     assert set(data["files"]["previews"]) == {"stage0", "stage1"}
     assert len(data["files"]["previews"]["stage1"]["im_rotate"]) == 14
     assert len(data["files"]["previews"]["stage1"]["im_relight"]) == 20
+    assert len(data["files"]["previews"]["stage1"]["gan_rotate"]) == 14
+    assert len(data["files"]["previews"]["stage1"]["gan_relight"]) == 20
+    gan_frame = np.asarray(Image.open(out / data["files"]["previews"]["stage1"]["gan_rotate"][0]))
+    assert gan_frame.std() > 0  # the generator's image, not a blank
     assert Image.open(out / data["files"]["previews"]["stage0"]["shape_rotate"][0]).size == (128, 128)
     assert "mesh_glb" in data["files"]  # the export ran into the bundle
     assert [p["step"] for p in data["training"]["phases"]] == ["prior", "step1", "step2", "collect", "step3"]

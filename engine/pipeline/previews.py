@@ -43,9 +43,24 @@ def render_white(images: list[torch.Tensor], depth: torch.Tensor, views: torch.T
     return list(shown.split([im.shape[1] for im in images], dim=1))
 
 
-@torch.no_grad()
+def gan_frames(model: Model, target: Target, frames: torch.Tensor) -> list[np.ndarray]:
+    """gan_rotate / gan_relight (§10.1): the frames projected into the GAN (E → G, or per-frame offsets)."""
+    with torch.no_grad():
+        mask = (frames < 1).any(1, keepdim=True).float()  # not the white background
+    return to_frames(model.project_images(target, frames, mask))
+
+
 def stage_previews(model: Model, target: Target, stage: int, last: bool) -> dict[str, list[np.ndarray]]:
-    """albedo, normal_rotate, shape_rotate every stage; im_rotate and im_relight at the last (§10.1)."""
+    """albedo, normal_rotate, shape_rotate every stage; im_/gan_rotate and im_/gan_relight at the last (§10.1)."""
+    with torch.no_grad():
+        frames = _render_previews(model, target, last)
+    if last:
+        frames["gan_rotate"] = gan_frames(model, target, frames.pop("_rotate"))
+        frames["gan_relight"] = gan_frames(model, target, frames.pop("_relight"))
+    return {k: v if isinstance(v, list) else to_frames(v) for k, v in frames.items()}
+
+
+def _render_previews(model: Model, target: Target, last: bool) -> dict[str, torch.Tensor]:
     out = model.predict(target.image)
     yaw = 45.0 if model.cfg.category in WIDE_SWEEP_CATEGORIES else 70.0
     views = render.sweep_views(yaw_max_deg=yaw, device=model.device)
@@ -54,11 +69,9 @@ def stage_previews(model: Model, target: Target, stage: int, last: bool) -> dict
     if last:
         sweeps.append(out["canon"].clamp(-1, 1))
     swept = render_white(sweeps, depth, views, model)
-    frames = {"albedo": to_frames(out["albedo"]), "normal_rotate": to_frames(swept[0]),
-              "shape_rotate": to_frames(swept[1])}
+    frames = {"albedo": out["albedo"], "normal_rotate": swept[0], "shape_rotate": swept[1]}
     if last:
-        frames["im_rotate"] = to_frames(swept[2])
         relit = render.relight_images(out["albedo"], normal, out["ambient"], out["diffuse_k"])
-        shown = render_white([relit.flatten(1, 2)], depth, out["view_t"], model)[0]
-        frames["im_relight"] = to_frames(shown.reshape(relit.shape[1:]))
+        shown = render_white([relit.flatten(1, 2)], depth, out["view_t"], model)[0].reshape(relit.shape[1:])
+        frames.update(im_rotate=swept[2], im_relight=shown, _rotate=swept[2], _relight=shown)
     return frames
