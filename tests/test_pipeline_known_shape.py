@@ -1,4 +1,5 @@
-"""Issue 5: on a synthetic target with known shape, step 3 lowers its loss and beats the ellipsoid prior.
+"""Issue 5: on a synthetic target with known shape, the whole schedule (real step 2 included) lowers
+step 3's loss and ends with a depth error below the ellipsoid prior's.
 
 The "GAN" is a z-space generator (engine.gan.protocol.ZSpaceGenerator) that renders one synthetic
 head of engine.data.synth (its canonical depth and albedo) with the engine's renderer: z[0], z[1]
@@ -6,19 +7,16 @@ set yaw and pitch, z[2], z[3] the light direction, and the shading happens in th
 the synthetic data's own image model. The input is G(z0), z0 = the head's true view and light, and
 the ground truth is the synthetic renderer's depth of that view.
 
-Step 2 is replaced by its ideal product: the bank holds exact renderings G(z0 + δ) under views and
-lights around the input's. With a z-space generator the official step 2 cannot supply them at the
-preset's iteration counts: E starts with |Δz| ≈ 0.002 (a 20° turn needs ≈ 0.35), so every projection
-is ≈ G(z0), the input itself; after 300 step-2 iterations the loss had not fallen and the projections
-were still ~2.5× less varied than the pseudo samples. Everything else is the real pipeline: the
-ellipsoid fit, step 1, and step 3 with flip3, through `Trainer.run_phase`.
+Step 2 runs with `projection = "optimize"` (per-sample offsets fitted on the step-2 loss). The official
+encoder cannot be used at test cost: E starts with |Δz| ≈ 0.002 (a 20° turn needs ≈ 0.35), and after
+100 step-2 iterations (lr 1e-4 to 3e-3) its loss had not fallen, so the bank was copies of the input.
 
 What the bar means (measured on this head): the official ellipsoid (near 0.91, far 1.02) has SIDE
-0.033 while a flat plane has 0.019 and the exact shape 0.010 (the metric's resampling floor), so
-"below the prior" is a low bar here; it still catches sign errors (view or light sign flipped in the
-model: SIDE 0.031 / 0.030, test fails). The gain comes mostly from the input term and the light
-variation (bank of input copies only: 0.027; lights only: 0.022; views and lights: 0.028); no run
-beats the flat plane yet.
+0.033, a flat plane 0.019 and the exact shape 0.010, so "below the prior" is a low bar; it still
+catches sign errors (view or light sign flipped in the model: SIDE 0.031 / 0.030). A bank of exact
+renderings G(z0 + δ) instead of step 2 reached 0.028; this run reaches 0.022. The test keeps the
+official ellipsoid (near 0.91): the `default` preset's flatter one (0.98) already scores 0.019 here,
+and from it the same schedule ends at 0.019, no better than its start.
 """
 
 from __future__ import annotations
@@ -38,7 +36,6 @@ from engine.data.synth import SynthConfig, sample_params
 from engine.data.synth import render as synth_render
 from engine.gan.protocol import ZSpaceGenerator
 from engine.metrics import depth_metrics
-from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
 from engine.pipeline.run import prior_depth
 from engine.pipeline.trainer import Trainer
@@ -89,15 +86,6 @@ def known_shape_target(seed: int = 5, index: int = 0) -> tuple[ZSpaceGenerator, 
     return ZSpaceGenerator(module, 4, SIZE), z0, photo
 
 
-def exact_bank(gen: ZSpaceGenerator, z0: torch.Tensor, n: int, seed: int) -> Bank:
-    """n renderings around the input: view offsets of std 0.5 in z (≈ 15° of yaw here), varied light."""
-    g = torch.Generator().manual_seed(seed)
-    offsets = torch.cat([torch.randn(n, 2, generator=g) * 0.5, torch.randn(n, 2, generator=g) * 0.6], 1)
-    with torch.no_grad():
-        images = gen.synthesize(z0 + offsets)
-    return Bank(images, torch.ones(n, 1, SIZE, SIZE))
-
-
 def side_mad(model: Model, target: Target, depth_gt: torch.Tensor, mask_gt: torch.Tensor) -> tuple[float, float]:
     """SIDE and MAD of the input-view depth of the current nets (as the pipeline's metrics)."""
     with torch.no_grad():
@@ -107,12 +95,13 @@ def side_mad(model: Model, target: Target, depth_gt: torch.Tensor, mask_gt: torc
 
 
 @pytest.mark.slow
-def test_step3_on_exact_projections_beats_the_ellipsoid_prior():
+def test_schedule_with_real_step2_beats_the_ellipsoid_prior():
     torch.manual_seed(0)
     gen, z0, photo = known_shape_target()
     cfg = load_config("default", overrides=[
-        "num_stage=1", "stage_len_dict=[60, 1, 150]", "collect_iters=8", "net_width=0.25",
-        "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"perceptual\"", "save_results=false"])
+        "num_stage=1", "stage_len_dict=[60, 1, 150]", "collect_iters=6", "net_width=0.25",
+        "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
+        "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91"])
     view_mvn = nets.builtin_view_mvn()
     model = Model(cfg, gen, losses.build_perceptual("mobilenet-v2"), view_mvn.mean, nets.builtin_light_mvn().mean,
                   view_mvn.distribution())
@@ -126,22 +115,28 @@ def test_step3_on_exact_projections_beats_the_ellipsoid_prior():
                                      mask_gt=mask_gt).side[0])
 
     trainer = Trainer(model, [target], cfg, seed=0, prior_fn=lambda t: ellipsoid)
-    assert [p.step for p in trainer.phases] == ["prior", "step1", "step2", "collect", "step3"]
+    assert [p.step for p in trainer.phases] == ["prior", "step1", "collect", "step3"]
     losses_of = {}
     for phase in trainer.phases:
-        if phase.step == "step2":
-            continue
-        if phase.step == "collect":
-            trainer.banks[0] = exact_bank(gen, z0, phase.iterations * cfg.batchsize, seed=1)
-            continue
+        if phase.step == "step3":  # step 2's projections move towards its pseudo samples, away from the input
+            gen_rng = torch.Generator().manual_seed(3)
+            with torch.no_grad():
+                pseudo, mask = model.pseudo_samples(target, 8, gen_rng)
+            proj = model.project_optimized(target, pseudo, mask)
+            to_pseudo = float((proj - pseudo).abs().mean())
+            input_to_pseudo = float((image - pseudo).abs().mean())
+            bank_spread = float((trainer.banks[0].images - image).abs().mean())
         losses_of[phase.step] = trainer.run_phase(phase)
         trainer.after_phase(phase)
         if phase.step == "prior":
-            fitted_side, fitted_mad = side_mad(model, target, depth_gt, mask_gt)
+            fitted_side, _ = side_mad(model, target, depth_gt, mask_gt)
 
     first, last = losses_of["step3"]
     final_side, final_mad = side_mad(model, target, depth_gt, mask_gt)
-    print(f"prior SIDE {prior_side:.4f}; fitted D SIDE {fitted_side:.4f} MAD {fitted_mad:.1f}; "
-          f"step-3 loss {first:.3f} -> {last:.3f}; final SIDE {final_side:.4f} MAD {final_mad:.1f}")
+    print(f"prior SIDE {prior_side:.4f}; fitted D SIDE {fitted_side:.4f}; projection L1 to pseudo {to_pseudo:.3f} "
+          f"(input {input_to_pseudo:.3f}); bank spread {bank_spread:.3f}; step-3 loss {first:.3f} -> {last:.3f}; "
+          f"final SIDE {final_side:.4f} MAD {final_mad:.1f}")
+    assert to_pseudo < 0.95 * input_to_pseudo
+    assert bank_spread > 0.05
     assert last < 0.8 * first
     assert final_side < 0.9 * min(prior_side, fitted_side)
