@@ -183,3 +183,18 @@ def test_encoder_learning_rate_applies_to_the_encoder_only(setup):
     trainer = Trainer(model, [target], dataclasses.replace(cfg, lr_enc=0.01))
     rates = [opt.param_groups[0]["lr"] for opt in trainer.optimizers(("netD", "netEnc"))]
     assert rates == [cfg.lr, 0.01]
+
+
+def test_joint_collection_gives_every_image_a_bank_when_a_pass_ends_mid_collection(setup):
+    _, model, _ = setup
+    cfg = tiny_config("collect_iters=4", "joint_train=true")
+    targets = [make_target(model.generator, seed) for seed in (3, 4, 5)]
+    trainer = Trainer(model, targets, cfg, need_prior=False)
+    for phase in trainer.phases:
+        if phase.step == "step3":
+            break
+        if phase.step in ("step1", "step2"):  # 5 and 1 iterations: the collection starts mid-pass
+            phase = dataclasses.replace(phase, iterations=5 if phase.step == "step1" else 1)
+        trainer.run_phase(phase)
+        trainer.after_phase(phase)
+    assert [len(b) for b in trainer.banks] == [2 * cfg.batchsize, cfg.batchsize, cfg.batchsize]

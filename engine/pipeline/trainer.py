@@ -207,15 +207,16 @@ class Trainer:
         return loss
 
     def collect(self, phase: Phase, it: int) -> None:
-        """One bank batch (§1.6); joint mode moves to the next image after each batch."""
-        i = self.current
+        """One bank batch (§1.6). Joint mode deals the batches out to the images in list order, so each
+        gets collect_iters / num_images of them (the official split; following the training order
+        instead would leave an image without a bank when a pass ends mid-collection)."""
+        i = it % len(self.targets)
         images, masks = self.model.collect_batch(self.targets[i], self.gen)
         self._pending.setdefault(i, []).append((images, masks))
         if it == phase.iterations - 1:
             for j, batches in self._pending.items():
                 self.banks[j] = Bank(torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]))
             self._pending = {}
-        self.next_image()
 
     def record_metrics(self, target: Target, out: dict) -> None:
         if target.depth_gt is None or target is not self.targets[0]:
