@@ -58,14 +58,13 @@ def make_inputs(work: Path) -> tuple[Path, str]:
 
 def child(preset: str, image: Path, ckpt: str, threads: int | None) -> dict:
     """One reconstruction in this process; timings per step from the bundle."""
-    from engine.commands.reconstruct import choose_threads
     from engine.config import load_config
-    from engine.device import tune_cpu_allocator
+    from engine.device import set_threads, tune_cpu_allocator
     from engine.pipeline.run import Request, reconstruct
     from engine.progress import Progress
 
     tune_cpu_allocator()
-    choose_threads(threads)
+    set_threads(threads)
     cfg = load_config(preset, overrides=['device="cpu"'])
     out = image.parent / f"bundle_{preset}"
     t0 = time.perf_counter()
