@@ -54,13 +54,15 @@ def stage_previews(model: Model, target: Target, stage: int, last: bool) -> dict
     """albedo, normal_rotate, shape_rotate every stage; im_/gan_rotate and im_/gan_relight at the last (§10.1)."""
     with torch.no_grad():
         frames = _render_previews(model, target, last)
+    shown = {k: to_frames(v) for k, v in frames.items()}
     if last:
-        frames["gan_rotate"] = gan_frames(model, target, frames.pop("_rotate"))
-        frames["gan_relight"] = gan_frames(model, target, frames.pop("_relight"))
-    return {k: v if isinstance(v, list) else to_frames(v) for k, v in frames.items()}
+        shown["gan_rotate"] = gan_frames(model, target, frames["im_rotate"])
+        shown["gan_relight"] = gan_frames(model, target, frames["im_relight"])
+    return shown
 
 
 def _render_previews(model: Model, target: Target, last: bool) -> dict[str, torch.Tensor]:
+    """The rendered preview sets as F×C×H×W tensors in [−1, 1] (white background)."""
     out = model.predict(target.image)
     yaw = 45.0 if model.cfg.category in WIDE_SWEEP_CATEGORIES else 70.0
     views = render.sweep_views(yaw_max_deg=yaw, device=model.device)
@@ -73,5 +75,5 @@ def _render_previews(model: Model, target: Target, last: bool) -> dict[str, torc
     if last:
         relit = render.relight_images(out["albedo"], normal, out["ambient"], out["diffuse_k"])
         shown = render_white([relit.flatten(1, 2)], depth, out["view_t"], model)[0].reshape(relit.shape[1:])
-        frames.update(im_rotate=swept[2], im_relight=shown, _rotate=swept[2], _relight=shown)
+        frames.update(im_rotate=swept[2], im_relight=shown)
     return frames
