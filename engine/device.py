@@ -45,6 +45,11 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def cores_per_process(processes: int) -> int:
+    """The cores shared out over `processes` processes on this node (at least one each)."""
+    return max(1, available_cores() // processes)
+
+
 def threads_for_load(cores: int | None = None, own_load: float = 0.0) -> int:
     """All cores on a quiet machine, one when it is oversubscribed.
 

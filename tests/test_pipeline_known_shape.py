@@ -9,7 +9,8 @@ the ground truth is the synthetic renderer's depth of that view.
 
 Step 2 runs with `projection = "optimize"` (per-sample offsets fitted on the step-2 loss). The official
 encoder cannot be used at test cost: E starts with |Δz| ≈ 0.002 (a 20° turn needs ≈ 0.35), and after
-100 step-2 iterations (lr 1e-4 to 3e-3) its loss had not fallen, so the bank was copies of the input.
+100 step-2 iterations at lr_enc 3e-4, 1e-3 or 3e-3 (and 300 at the official 1e-4) its loss had not
+fallen, so the bank held no useful views.
 
 What the bar means (measured on this head): the official ellipsoid (near 0.91, far 1.02) has SIDE
 0.033, a flat plane 0.019 and the exact shape 0.010, so "below the prior" is a low bar; it still

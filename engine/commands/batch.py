@@ -12,7 +12,7 @@ from ..batch.items import list_images, make_items
 from ..batch.runner import merge_summaries, run_batch, summary_info
 from ..batch.shared import GROUP_MODES, run_shared_batch
 from ..batch.work import BatchJob
-from ..device import available_cores, set_threads, tune_cpu_allocator
+from ..device import cores_per_process, set_threads, tune_cpu_allocator
 from ..errors import EngineError
 from ..progress import Progress
 from . import reconstruct
@@ -49,11 +49,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def default_threads(workers: int, local_ranks: int) -> int:
-    """The cores shared out over the workers and the ranks on this node."""
-    return max(1, available_cores() // (workers * local_ranks))
-
-
 def job_from_args(args: argparse.Namespace) -> BatchJob:
     for name in FOLDER_OPTIONS:
         folder = getattr(args, name)
@@ -75,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         job = job_from_args(args)
         job.cfg.device = rank_device(job.cfg.device, ranks)
         items = make_items(list_images(args.image))
-        threads = args.threads or default_threads(args.workers, ranks.local_world_size)
+        threads = args.threads or cores_per_process(args.workers * ranks.local_world_size)
         set_threads(threads)
         quiet = None if ranks.is_main else open(os.devnull, "w")  # noqa: SIM115 (closed below)
         progress = Progress(json_mode=args.json or quiet is not None, out=quiet, min_interval=0.0)

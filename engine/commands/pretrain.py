@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from ..batch.distributed import finish, init_from_env, rank_device
-from ..device import available_cores, set_threads, tune_cpu_allocator
+from ..device import cores_per_process, set_threads, tune_cpu_allocator
 from ..errors import EngineError
 from ..progress import Progress
 from .reconstruct import add_config_options, config_from_args
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     ranks = init_from_env()
     try:
         set_threads(args.threads if args.threads or not ranks.distributed
-                    else max(1, available_cores() // ranks.local_world_size))
+                    else cores_per_process(ranks.local_world_size))
         cfg = config_from_args(args)
         cfg.joint_train, cfg.reset_weight = True, False  # what pre-training means (§1.7), whatever the preset
         cfg.device = rank_device(cfg.device, ranks)
