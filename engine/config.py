@@ -105,6 +105,11 @@ class Config:
     lr_enc: float | None = None
     lam_smooth: float = 0.01
     lam_regular: float = 0.01
+    # Product: weight of a step-3 term that teaches V the view each bank sample was rendered from (its
+    # pseudo sample's sampled view; MSE in V's units). 0 = official. Nets trained from scratch on one
+    # image barely turn V in a short schedule (predicted yaw ≈ 0.02 × the true yaw after 400 step-3
+    # iterations on the known-shape test), so the bank's views cannot constrain the shape without it.
+    lam_bank_view: float = 0.0
     # --- geometry and rendering (§2.5, §3) ---
     min_depth: float = 0.9
     max_depth: float = 1.1

@@ -175,15 +175,18 @@ def test_two_ranks_step_with_the_mean_gradient_of_their_images_and_resume_togeth
         mean_gradients(params, [lambda t=t: model.step1_forward(t, first.flip1)[0] for t in chosen])
         return [p.grad.clone() for p in params]
 
+    def same(got: list[torch.Tensor], expected: list[torch.Tensor]) -> bool:
+        """Equal up to summation order: the ranks run on one thread each, this reference on the suite's threads."""
+        return all(torch.allclose(g, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))
+                   for g, e in zip(got, expected, strict=True))
+
     own = [grads_of(t) for t in targets]
     mean = grads_of(*targets)
+    assert not same(own[0], own[1]) and not same(own[0], mean)  # the tolerance still tells the images apart
     for rank, record in enumerate((r0, r1)):
         assert len(record["local"]) == len(params)
-        for local, alone in zip(record["local"], own[rank], strict=True):
-            torch.testing.assert_close(local, alone, rtol=1e-5, atol=1e-7)  # rank r trained image r only
-        for synced, expected in zip(record["synced"], mean, strict=True):
-            torch.testing.assert_close(synced, expected, rtol=1e-5, atol=1e-7)  # …and stepped with the mean
-    assert any(not torch.allclose(a, b) for a, b in zip(own[0], own[1], strict=True))  # the images disagree
+        assert same(record["local"], own[rank])  # rank r trained image r only
+        assert same(record["synced"], mean)  # …and stepped with the mean
 
     assert r0["steps"] == r1["steps"] > 1
     assert all(torch.equal(a, b) for a, b in zip(r0["final"], r1["final"], strict=True))

@@ -11,15 +11,20 @@ from typing import Any
 
 import torch
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
 
 class Bank:
-    """Projected images (N×3×S×S) and their masks (N×1×S×S), kept on the CPU."""
+    """Projected images (N×3×S×S), their masks (N×1×S×S) and the views their pseudo samples were
+    rendered from (N×6, V's units), kept on the CPU."""
 
-    def __init__(self, images: torch.Tensor, masks: torch.Tensor, skip_first: bool = True):
-        if images.shape[0] != masks.shape[0] or images.shape[0] == 0:
-            raise ValueError(f"bank needs as many masks as images (> 0), got {images.shape[0]} and {masks.shape[0]}")
+    def __init__(self, images: torch.Tensor, masks: torch.Tensor, views: torch.Tensor, skip_first: bool = True):
+        if not images.shape[0] == masks.shape[0] == views.shape[0] or images.shape[0] == 0:
+            raise ValueError(f"bank needs as many masks and views as images (> 0), got {images.shape[0]}, "
+                             f"{masks.shape[0]} and {views.shape[0]}")
         self.images = images
         self.masks = masks
+        self.views = views
         self.index = 0 if skip_first else None
 
     def __len__(self) -> int:
@@ -29,8 +34,9 @@ class Bank:
         perm = torch.randperm(len(self), generator=generator)
         self.images = self.images[perm]
         self.masks = self.masks[perm]
+        self.views = self.views[perm]
 
-    def next_batch(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self, batch: int, generator: torch.Generator) -> Batch:
         """Instance mode: the next `batch` samples in bank order, reshuffling at the end."""
         batch = min(batch, len(self))
         self.index = 0 if self.index is None else self.index + batch
@@ -38,18 +44,19 @@ class Bank:
             self.index = 0
             self._shuffle(generator)
         sl = slice(self.index, self.index + batch)
-        return self.images[sl], self.masks[sl]
+        return self.images[sl], self.masks[sl], self.views[sl]
 
-    def random_batch(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def random_batch(self, batch: int, generator: torch.Generator) -> Batch:
         """Joint mode: a random subset of `batch` samples."""
         idx = torch.randperm(len(self), generator=generator)[: min(batch, len(self))]
-        return self.images[idx], self.masks[idx]
+        return self.images[idx], self.masks[idx], self.views[idx]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "masks": self.masks, "index": -1 if self.index is None else self.index}
+        return {"images": self.images, "masks": self.masks, "views": self.views,
+                "index": -1 if self.index is None else self.index}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Bank:
-        bank = cls(state["images"], state["masks"])
+        bank = cls(state["images"], state["masks"], state["views"])
         bank.index = None if int(state["index"]) < 0 else int(state["index"])
         return bank

@@ -169,10 +169,13 @@ class Model(nn.Module):
         return (d / d.norm(dim=1, keepdim=True)).to(self.device), r.to(self.device)
 
     @torch.no_grad()
-    def pseudo_samples(self, target: Target, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random-view, random-light renderings of the current estimate (§5.2–5.3): (images, masks n×1×S×S)."""
+    def pseudo_samples(self, target: Target, n: int,
+                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Random-view, random-light renderings of the current estimate (§5.2–5.3):
+        (images, masks n×1×S×S, the sampled views n×6 in V's units)."""
         cache = target.cache
-        views = self.to_transform(self.sample_views(n, gen))
+        sampled = self.sample_views(n, gen)
+        views = self.to_transform(sampled)
         direction, r = self.sample_lights(n, gen)
         k_a, k_d = self.light_ab.to(self.device)
         alpha = self.cfg.rand_light[6]
@@ -185,7 +188,7 @@ class Model(nn.Module):
         canon_mask = cache.get("canon_mask")
         src = torch.ones_like(images[:, :1]) if canon_mask is None else batch_of(canon_mask, n)
         masks = render.sample_image(src, grid, mode="nearest")
-        return images, masks
+        return images, masks, sampled
 
     def project(self, target: Target, pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """GAN projection of pseudo samples: (projected images n×3×S×S, Δw) (§5.4)."""
@@ -219,7 +222,7 @@ class Model(nn.Module):
                 + self.cfg.lam_regular * losses.latent_regulariser(dw))
 
     def step2_forward(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
-        pseudo, mask = self.pseudo_samples(target, self.cfg.batchsize, gen)
+        pseudo, mask, _ = self.pseudo_samples(target, self.cfg.batchsize, gen)
         proj, dw = self.project(target, pseudo)
         return self.step2_loss(proj, pseudo, mask, dw), {"pseudo": pseudo, "proj": proj, "mask": mask, "dw": dw}
 
@@ -248,20 +251,26 @@ class Model(nn.Module):
         with torch.no_grad():
             return self.project(target, images)[0]
 
-    def collect_batch(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step-2 pass for the bank (§1.6): projected images and pseudo masks, on the CPU."""
+    def collect_batch(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step-2 pass for the bank (§1.6): projected images, pseudo masks and sampled views, on the CPU."""
         with torch.no_grad():
-            pseudo, mask = self.pseudo_samples(target, self.cfg.batchsize, gen)
-        return self.project_images(target, pseudo, mask).cpu(), mask.cpu()
+            pseudo, mask, views = self.pseudo_samples(target, self.cfg.batchsize, gen)
+        return self.project_images(target, pseudo, mask).cpu(), mask.cpu(), views.cpu()
 
     # ------------------------------------------------------------------------------------------
     # step 3
     def step3_forward(self, target: Target, proj: torch.Tensor, proj_mask: torch.Tensor, flip1: bool,
-                      flip3: bool) -> tuple[torch.Tensor, dict]:
-        """Input term + reconstruction of projected samples from the shared canonical shape (§6)."""
+                      flip3: bool, proj_views: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """Input term + reconstruction of projected samples from the shared canonical shape (§6), plus
+        `lam_bank_view` × MSE between V's views of the samples and the views they were rendered from."""
         loss, out = self.step1_forward(target, flip=flip1 or flip3, refresh_mask=True)
         b = proj.shape[0]
-        view = self.to_transform(self.predict_view(proj))
+        predicted = self.predict_view(proj)
+        if self.cfg.lam_bank_view > 0:
+            if proj_views is None:
+                raise ValueError("lam_bank_view > 0 needs the bank's sampled views")
+            loss = loss + self.cfg.lam_bank_view * (predicted - proj_views).pow(2).mean()
+        view = self.to_transform(predicted)
         light = self.predict_light(proj)
         depth, albedo, normal = out["depth"], out["albedo"], out["normal"]
         copies = 2 if flip3 else 1

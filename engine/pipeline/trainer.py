@@ -21,7 +21,7 @@ from ..config import Config, Phase, schedule
 from ..metrics import depth_metrics
 from ..progress import Progress
 from . import state as state_io
-from .bank import Bank
+from .bank import Bank, Batch
 from .model import Model, Target
 
 # Relative cost of one iteration of each phase kind (CPU seconds per iteration of the `default` preset,
@@ -103,7 +103,7 @@ class Trainer:
         self.pos = 0
         self.log = RunLog()
         self.next_phase = 0
-        self._pending: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # bank batches being collected
+        self._pending: dict[int, list[Batch]] = {}  # bank batches being collected
 
     # ------------------------------------------------------------------------------------------
     @property
@@ -200,9 +200,9 @@ class Trainer:
             return model.step2_forward(target, self.gen)[0]
         bank = self.banks[self.current]
         get = bank.random_batch if self.joint else bank.next_batch
-        images, masks = get(self.cfg.batchsize, self.gen)
+        images, masks, views = get(self.cfg.batchsize, self.gen)
         loss, out = model.step3_forward(target, images.to(model.device), masks.to(model.device), phase.flip1,
-                                        phase.flip3)
+                                        phase.flip3, views.to(model.device))
         self.record_metrics(target, out)
         return loss
 
@@ -211,11 +211,10 @@ class Trainer:
         gets collect_iters / num_images of them (the official split; following the training order
         instead would leave an image without a bank when a pass ends mid-collection)."""
         i = it % len(self.targets)
-        images, masks = self.model.collect_batch(self.targets[i], self.gen)
-        self._pending.setdefault(i, []).append((images, masks))
+        self._pending.setdefault(i, []).append(self.model.collect_batch(self.targets[i], self.gen))
         if it == phase.iterations - 1:
             for j, batches in self._pending.items():
-                self.banks[j] = Bank(torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches]))
+                self.banks[j] = Bank(*(torch.cat(parts) for parts in zip(*batches, strict=True)))
             self._pending = {}
 
     def record_metrics(self, target: Target, out: dict) -> None:
