@@ -21,7 +21,8 @@ projection iterations). That the projections fit their pseudo samples is tested 
 
 What the bar means (measured on this head): the official ellipsoid (near 0.91, far 1.02) has SIDE
 0.033, a flat plane 0.019 and the exact shape 0.010, so "below the prior" is a low bar; it still
-catches sign errors (view or light sign flipped in the model: SIDE 0.031 / 0.030). The test keeps the
+caught sign errors when measured without the view term (view or light sign flipped in the model: SIDE
+0.031 / 0.030; not re-measured with it). The test keeps the
 official ellipsoid (near 0.91): the `default` preset's flatter one (0.98) already scores 0.019 here.
 """
 
