@@ -15,8 +15,9 @@ fallen, so the bank held no useful views.
 Step 3 runs with `lam_bank_view = 100` at lr 3e-4. With the official objective alone, V (trained from
 scratch) does not learn the bank's views in a short schedule: its yaw on the bank stayed at ≈ 0.02 ×
 the true yaw after 400 step-3 iterations even on exact renderings, and the final SIDE was then
-decided by float rounding: 0.017-0.052 over seeds 0-4 and 1 or 2 threads, often above the prior.
-With the view term: 0.019-0.026 over eight such runs (seeds 0-3, 1 and 2 threads, 20 or 40
+decided by float rounding: 0.017-0.052 over seeds 0-4, 1 or 2 threads and lr 1e-4 or 3e-4, often
+above the prior.
+With the view term: 0.019-0.028 over nine such runs (seeds 0-3, 1 and 2 threads, 20 or 40
 projection iterations). That the projections fit their pseudo samples is tested in test_pipeline_steps.
 
 What the bar means (measured on this head): the official ellipsoid (near 0.91, far 1.02) has SIDE
