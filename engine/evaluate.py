@@ -5,12 +5,15 @@ seed 0), reconstructs each through the real pipeline (the projector inverts the 
 given; the ground-truth object mask is given as the mask file), and scores the input-view depth the
 pipeline wrote (`depth_view.npy` of the bundle, valid where it is below the renderer's far clamp)
 with `engine.metrics.depth_metrics` — recomputed from the files, not read from result.json. The same
-metrics are computed on the same images for the baselines of the synface table (spec §11.3) and for
-the ground truth itself, whose MAD is the floor of the official normals (docs/default-model.md).
+metrics are computed on the same images for the baselines of the synface table (spec §11.3), for
+the exact canonical depth seen in the true view (what a perfect depth map and view would score: the
+method's 2.5D representation cannot hold what the canonical view does not see), and for the ground
+truth itself, whose MAD is the floor of the official normals (docs/default-model.md).
 
 Layout of the output folder (reruns reuse finished bundles, like `batch`):
 
     test/images/<name>.png  test/masks/<name>.png  test/depth/<name>.npy    the held-out set
+    test/exact_canonical/<name>.npy                   the exact canonical depth seen in the true view
     bundles/<name>/                                                         the pipeline's result bundles
     avg-gt-depth_seed0_n<K>_<S>px.npy                                       the average-GT baseline map
     generator-<sha256[:12]>.pt                                              the generator every image used
@@ -22,7 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,8 @@ from .batch.items import BatchItem
 from .batch.work import BatchJob, is_complete, run_item
 from .config import Config, config_to_dict
 from .data.mesh import BaseMesh, load_base_mesh
-from .data.synth import SynthConfig, render_images
+from .data.synth import SynthConfig, render_images, sample_params
+from .data.synth import render as synth_render
 from .errors import EngineError
 from .io import atomic_path, write_json
 from .metrics import DepthMetrics, depth_metrics
@@ -45,11 +49,13 @@ TRAINING_SEED = 0  # the seed of the GAN's training renders (python -m engine sy
 SCHEMA = "gan2shape.evaluation"
 PREDICTION = "gan2shape"
 NULL, AVERAGE, PRIOR, GROUND_TRUTH = "null_depth", "avg_gt_depth", "ellipsoid_prior", "ground_truth"
+EXACT_CANONICAL = "exact_canonical"
 LABELS = {
     PREDICTION: "GAN2Shape (this preset)",
     NULL: "constant null depth (1.0)",
     AVERAGE: "average GT depth (seed-0 object pixels)",
     PRIOR: "ellipsoid prior alone (GT mask)",
+    EXACT_CANONICAL: "exact canonical depth seen in the true view (a perfect depth map + view)",
     GROUND_TRUTH: "ground truth itself (MAD floor)",
 }
 # the numbers the pipeline logs in result.json (last training forward) → this report's metric names
@@ -73,11 +79,14 @@ class EvalOptions:
 
 @dataclass(frozen=True)
 class HeldOutImage:
-    """One held-out image on disk with its ground truth (depth H×W float32, mask H×W bool)."""
+    """One held-out image on disk with its ground truth (depth H×W float32, mask H×W bool) and the exact
+    canonical depth seen in its true view (H×W, as the pipeline renders a canonical depth map)."""
 
     item: BatchItem
     depth: np.ndarray
     mask: np.ndarray
+    exact_canonical: np.ndarray
+    view: np.ndarray  # the true view (6: pitch, yaw, roll in radians, then the translation)
 
 
 def check_options(opts: EvalOptions, cfg: Config) -> None:
@@ -113,10 +122,24 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
+def exact_canonical_depth(cfg: Config, canonical: np.ndarray, view: np.ndarray) -> np.ndarray:
+    """B×H×W canonical depths (the objects rendered at view 0) seen in their B×6 views by the pipeline's
+    renderer and raster options: the best input-view depth a canonical depth map and a view can give."""
+    opts = render.RasterOptions(cfg.raster_supersample, cfg.raster_half_pixel, cfg.min_depth, cfg.max_depth)
+    cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
+    with torch.no_grad():
+        depth = render.rasterize_depth(torch.from_numpy(canonical).double(), torch.from_numpy(view).double(), cam, opts)
+    return depth.float().numpy()
+
+
 def write_test_set(cfg: Config, opts: EvalOptions, mesh: BaseMesh) -> list[HeldOutImage]:
     """Render images 0..n−1 of `opts.seed` and write image, mask and depth files (deterministic bytes,
     so a rerun writes identical files and finished bundles still match their input's hash)."""
-    data = render_images(synth_config(cfg), opts.seed, np.arange(opts.n), mesh)
+    synth = synth_config(cfg)
+    params = sample_params(synth, mesh, opts.seed, np.arange(opts.n))
+    data = synth_render(synth, mesh, params)
+    canonical = synth_render(synth, mesh, replace(params, view=np.zeros_like(params.view)))["depth"]
+    exact = exact_canonical_depth(cfg, canonical, params.view)
     root = opts.out / "test"
     images = []
     for i in range(opts.n):
@@ -125,7 +148,8 @@ def write_test_set(cfg: Config, opts: EvalOptions, mesh: BaseMesh) -> list[HeldO
         _save_png(item.image, data["rgb"][i])
         _save_png(root / "masks" / f"{name}.png", data["mask"][i].astype(np.uint8) * 255)
         _save_npy(root / "depth" / f"{name}.npy", data["depth"][i])
-        images.append(HeldOutImage(item, data["depth"][i], data["mask"][i]))
+        _save_npy(root / EXACT_CANONICAL / f"{name}.npy", exact[i])
+        images.append(HeldOutImage(item, data["depth"][i], data["mask"][i], exact[i], params.view[i]))
     return images
 
 
@@ -186,11 +210,15 @@ def score(depth: np.ndarray, valid: np.ndarray, depth_gt: np.ndarray, cam: rende
     return depth_metrics(_batch_of_one(depth), _batch_of_one(depth_gt), _batch_of_one(valid).bool(), cam)
 
 
+def hit(depth: np.ndarray, cfg: Config) -> np.ndarray:
+    """Where a rendered input-view depth hit the mesh (below the renderer's far clamp)."""
+    return depth < render.RasterOptions(min_depth=cfg.min_depth, max_depth=cfg.max_depth).far_clamp
+
+
 def predicted_depth(bundle_dir: Path, data: dict[str, Any], cfg: Config) -> tuple[np.ndarray, np.ndarray]:
-    """The bundle's input-view depth and its validity (hit the mesh: below the renderer's far clamp)."""
+    """The bundle's input-view depth and its validity."""
     depth = np.load(bundle_dir / data["files"]["depth_view"])
-    far = render.RasterOptions(min_depth=cfg.min_depth, max_depth=cfg.max_depth).far_clamp
-    return depth, depth < far
+    return depth, hit(depth, cfg)
 
 
 def _metric_values(m: DepthMetrics) -> dict[str, float | None]:
@@ -209,10 +237,12 @@ def _summary(values: list[dict[str, float]]) -> dict[str, Any]:
     return out
 
 
-def ratios(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Issue #6's targets as ratios of means, with whether each is met."""
+def ratios(methods: dict[str, dict[str, Any]], of: str = PREDICTION) -> dict[str, dict[str, Any]]:
+    """Issue #6's targets as ratios of means, with whether each is met (by `of`: the prediction, or the
+    exact canonical depth to show whether a target is reachable by a depth map and a view at all)."""
     out = {}
     for name, num, den, metric, limit in TARGETS:
+        num = of if num == PREDICTION else num
         a, b = methods.get(num, {}).get(metric, {}).get("mean"), methods.get(den, {}).get(metric, {}).get("mean")
         value = None if a is None or not b else a / b
         out[name] = {"metric": metric, "of": num, "to": den, "value": value, "target_max": limit,
@@ -226,12 +256,38 @@ def score_item(test: HeldOutImage, bundle_dir: Path, cfg: Config, avg_gt: np.nda
     cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
     data = bundle.read(bundle_dir)
     depth, valid = predicted_depth(bundle_dir, data, cfg)
-    scores = {PREDICTION: _metric_values(score(depth, valid, test.depth, cam))}
+    scores = {PREDICTION: _metric_values(score(depth, valid, test.depth, cam)),
+              EXACT_CANONICAL: _metric_values(score(test.exact_canonical, hit(test.exact_canonical, cfg),
+                                                    test.depth, cam))}
     every_pixel = np.ones_like(test.mask)
     for name, base in baseline_depths(cfg, test.depth, test.mask, avg_gt).items():
         scores[name] = _metric_values(score(base, every_pixel, test.depth, cam))
     logged = data.get("metrics", {})
     return scores, {k: logged.get(key) for k, key in REPORTED_KEYS.items()}
+
+
+ANGLES = ("pitch", "yaw", "roll")
+
+
+def view_angles(test: HeldOutImage, data: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """True and predicted rotation angles (degrees) of one image."""
+    true = np.degrees(test.view[:3].astype(np.float64))
+    predicted = data["view"]["rotation_deg"]
+    return {a: {"true": round(float(t), 4), "predicted": float(p)} for a, t, p in zip(ANGLES, true, predicted,
+                                                                                        strict=True)}
+
+
+def view_errors(entries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per angle: mean |predicted − true|, the same for always answering 0 (frontal), and the slope of
+    predicted on true (1 = the view is recovered, 0 = it is not seen at all)."""
+    out = {}
+    for a in ANGLES:
+        true = np.array([e["view_deg"][a]["true"] for e in entries])
+        pred = np.array([e["view_deg"][a]["predicted"] for e in entries])
+        slope = float(np.polyfit(true, pred, 1)[0]) if len(true) > 1 and true.std() > 0 else None
+        out[a] = {"mean_abs_error": float(np.abs(pred - true).mean()), "frontal_mean_abs_error":
+                  float(np.abs(true).mean()), "slope": slope}
+    return out
 
 
 def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress) -> dict[str, Any]:
@@ -261,6 +317,7 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
                  "seconds": record["seconds"], "error": record.get("error"), "warnings": record.get("warnings", [])}
         if record["status"] != "failed":
             entry["metrics"], entry["pipeline_reported"] = score_item(test, job.out / test.item.name, cfg, avg_gt)
+            entry["view_deg"] = view_angles(test, bundle.read(job.out / test.item.name))
             for name, values in entry["metrics"].items():
                 per_method[name].append(values)
             if entry["pipeline_reported"]["side_x100"] is not None:
@@ -277,10 +334,12 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
         "counts": {s: sum(e["status"] == s for e in items) for s in ("done", "skipped", "failed")},
         "avg_gt_depth": {"file": avg_path.name, "seed": TRAINING_SEED, "images": opts.avg_gt_images,
                          "definition": "per-pixel mean over object pixels of training renders; 1.0 where none"},
-        "masks": "ground truth: depth_gt < max(depth_gt) (spec §11.2); prediction: depth_view below the far clamp; "
-                 "baselines: every pixel; both eroded by one pixel",
+        "masks": "ground truth: depth_gt < max(depth_gt) (spec §11.2); prediction and exact canonical depth: "
+                 "below the far clamp; baselines: every pixel; both eroded by one pixel",
         "methods": methods, "labels": LABELS, "ratios": ratios(methods),
+        "ratios_of_exact_canonical": ratios(methods, of=EXACT_CANONICAL),
         "pipeline_reported": _summary(reported) if reported else None,
+        "view_error_deg": view_errors([e for e in items if "view_deg" in e]) if per_method[PREDICTION] else None,
         "items": items, "seconds": round(time.perf_counter() - t0, 3),
     }
     write_report(report, opts.out)
@@ -307,11 +366,21 @@ def markdown(report: dict[str, Any]) -> str:
         stats = report["pipeline_reported"]
         lines.append(f"| (result.json: last training forward) | {_cell(stats, 'side_x100', 3)} | "
                      f"{_cell(stats, 'mad_deg', 2)} |")
-    lines += ["", "| target (issue #6) | ratio of means | max | met |", "|---|---|---|---|"]
+    lines += ["", "| target (issue #6) | ratio of means | max | met | exact canonical depth's ratio |",
+              "|---|---|---|---|---|"]
+    floor = report.get("ratios_of_exact_canonical", {})
     for name, r in report["ratios"].items():
         value = "n/a" if r["value"] is None else f"{r['value']:.3f}"
         met = "n/a" if r["met"] is None else ("yes" if r["met"] else "no")
-        lines.append(f"| {name} ({r['metric']}) | {value} | {r['target_max']} | {met} |")
+        best = floor.get(name, {}).get("value")
+        lines.append(f"| {name} ({r['metric']}) | {value} | {r['target_max']} | {met} | "
+                     f"{'n/a' if best is None else f'{best:.3f}'} |")
+    if report.get("view_error_deg"):
+        lines += ["", "| view angle | mean abs error (°) | always frontal (°) | slope of predicted on true |",
+                  "|---|---|---|---|"]
+        for a, e in report["view_error_deg"].items():
+            slope = "n/a" if e["slope"] is None else f"{e['slope']:.3f}"
+            lines.append(f"| {a} | {e['mean_abs_error']:.2f} | {e['frontal_mean_abs_error']:.2f} | {slope} |")
     failed = [e for e in report["items"] if e["status"] == "failed"]
     if failed:
         lines += ["", "Failed images:", *[f"- {e['name']}: {e['error']}" for e in failed]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from engine import evaluate as ev
 from engine.cli import main
 from engine.config import load_config
 from engine.data.mesh import load_base_mesh
-from engine.data.synth import render_images
+from engine.data.synth import render, render_images, sample_params
 from engine.errors import EngineError
 from engine.metrics import depth_metrics
 from engine.render import Camera
@@ -72,10 +73,44 @@ def test_average_gt_depth_is_the_object_pixel_mean_of_training_renders():
     assert np.all(avg[~covered] == 1.0) and 0.9 < avg[covered].min() < avg[covered].max() < 1.1
 
 
+def test_exact_canonical_depth_is_exact_frontally_and_loses_what_the_canonical_view_hides():
+    """Seen at view 0 the canonical depth map is the ground truth itself (renderer quirks off, as the
+    `default` preset has them); turned, it scores the representation's floor: above zero where the turn
+    shows what the frontal view hid, yet far better than the same map seen in the mirrored view."""
+    cfg, mesh = load_config("default"), load_base_mesh()
+    synth = ev.synth_config(cfg)
+    params = sample_params(synth, mesh, 1, np.arange(3))
+    canonical = render(synth, mesh, replace(params, view=np.zeros_like(params.view)))["depth"]
+    cam = Camera(64, cfg.fov, cfg.rot_center_depth)
+    frontal = ev.exact_canonical_depth(cfg, canonical, np.zeros_like(params.view))
+    mask = canonical < canonical.max()
+    assert np.abs(frontal - canonical)[mask].max() < 1e-5
+    photos = render(synth, mesh, params)["depth"]
+    turned = ev.exact_canonical_depth(cfg, canonical, params.view)
+    mirrored = ev.exact_canonical_depth(cfg, canonical, params.view * np.array([1, -1, -1, -1, 1, 1]))
+    assert np.abs(np.degrees(params.view[:, 1])).max() > 20  # at least one of the three is well turned
+    for i in range(3):
+        best = ev._metric_values(ev.score(turned[i], ev.hit(turned[i], cfg), photos[i], cam))
+        wrong = ev._metric_values(ev.score(mirrored[i], ev.hit(mirrored[i], cfg), photos[i], cam))
+        assert 0 < best["side_x100"] < wrong["side_x100"] and best["mad_deg"] < wrong["mad_deg"]
+
+
+def test_view_errors_against_hand_computed_angles():
+    def entry(yaw_true, yaw_pred):
+        return {"view_deg": {"pitch": {"true": 0.0, "predicted": 1.0}, "yaw": {"true": yaw_true, "predicted": yaw_pred},
+                             "roll": {"true": 0.0, "predicted": 0.0}}}
+
+    errors = ev.view_errors([entry(-40.0, -10.0), entry(20.0, 5.0), entry(0.0, 1.0)])
+    assert errors["yaw"]["mean_abs_error"] == pytest.approx((30 + 15 + 1) / 3)
+    assert errors["yaw"]["frontal_mean_abs_error"] == pytest.approx(20.0)
+    assert errors["yaw"]["slope"] == pytest.approx(np.polyfit([-40, 20, 0], [-10, 5, 1], 1)[0])
+    assert errors["pitch"] == {"mean_abs_error": 1.0, "frontal_mean_abs_error": 0.0, "slope": None}
+
+
 def recomputed(out, report):
     """Every number of the report's table recomputed here from the files on disk."""
     avg = np.load(out / report["avg_gt_depth"]["file"])
-    per = {k: [] for k in ("pred", "null", "avg", "truth")}
+    per = {k: [] for k in ("pred", "null", "avg", "truth", "exact")}
     for item in report["items"]:
         if item["status"] == "failed":
             continue
@@ -86,6 +121,8 @@ def recomputed(out, report):
         per["null"].append(depth_metrics(torch.ones_like(gt), gt, ones, CAM))
         per["avg"].append(depth_metrics(torch.from_numpy(avg).double()[None], gt, ones, CAM))
         per["truth"].append(depth_metrics(gt, gt, ones, CAM))
+        exact = torch.from_numpy(np.load(out / "test" / "exact_canonical" / f"{item['name']}.npy")).double()[None]
+        per["exact"].append(depth_metrics(exact, gt, exact < 1.2, CAM))
     return {k: (np.array([float(m.side[0]) * 100 for m in v]), np.array([float(m.mad[0]) for m in v]))
             for k, v in per.items()}
 
@@ -119,7 +156,8 @@ def test_evaluate_end_to_end_records_a_failure_then_resumes(tiny_assets, tmp_pat
     assert all(bundle.read(out / "bundles" / e["name"])["generator"]["path"] == str(snapshot)
                for e in report["items"])
     methods, again = report["methods"], recomputed(out, report)
-    for key, name in (("pred", ev.PREDICTION), ("null", ev.NULL), ("avg", ev.AVERAGE), ("truth", ev.GROUND_TRUTH)):
+    for key, name in (("pred", ev.PREDICTION), ("null", ev.NULL), ("avg", ev.AVERAGE), ("truth", ev.GROUND_TRUTH),
+                      ("exact", ev.EXACT_CANONICAL)):
         side, mad = again[key]
         assert len(side) == 2 and methods[name]["images"] == 2
         assert methods[name]["side_x100"]["mean"] == pytest.approx(side.mean(), rel=1e-6, abs=1e-9)
@@ -128,6 +166,12 @@ def test_evaluate_end_to_end_records_a_failure_then_resumes(tiny_assets, tmp_pat
     ratio = report["ratios"]["mad_vs_avg_gt"]
     assert ratio["value"] == pytest.approx(again["pred"][1].mean() / again["avg"][1].mean(), rel=1e-6)
     assert ratio["met"] == (ratio["value"] <= 0.55)
+    yaws = [(e["view_deg"]["yaw"]["true"], bundle.read(out / "bundles" / e["name"])["view"]["rotation_deg"][1])
+            for e in report["items"]]
+    assert report["view_error_deg"]["yaw"]["mean_abs_error"] == pytest.approx(np.mean([abs(p - t) for t, p in yaws]))
+    assert yaws[0][0] == pytest.approx(math.degrees(render_images(ev.synth_config(CFG), 3, np.arange(1))["view"][0, 1]))
+    floor = report["ratios_of_exact_canonical"]["side_vs_avg_gt"]["value"]
+    assert floor == pytest.approx(again["exact"][0].mean() / again["avg"][0].mean(), rel=1e-6)
     assert 5 < methods[ev.GROUND_TRUTH]["mad_deg"]["mean"] < 7  # the official normals' floor at 64²
     table = (out / "report.md").read_text()
     assert "| method | SIDE (×10⁻²) ↓ | MAD (°) ↓ |" in table and "ellipsoid prior" in table

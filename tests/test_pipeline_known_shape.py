@@ -1,11 +1,10 @@
 """Issue 5: on a synthetic target with known shape, the whole schedule (real step 2 included) lowers
 step 3's loss and ends with a depth error below the ellipsoid prior's.
 
-The "GAN" is a z-space generator (engine.gan.protocol.ZSpaceGenerator) that renders one synthetic
-head of engine.data.synth (its canonical depth and albedo) with the engine's renderer: z[0], z[1]
-set yaw and pitch, z[2], z[3] the light direction, and the shading happens in the camera frame like
-the synthetic data's own image model. The input is G(z0), z0 = the head's true view and light, and
-the ground truth is the synthetic renderer's depth of that view.
+The "GAN" is engine.data.known_shape's ideal generator: one synthetic head of engine.data.synth (its
+canonical depth and albedo) rendered by the engine's renderer under the latent's view and light. The
+input is G(z0), z0 = the head's true view and light, and the ground truth is the synthetic renderer's
+depth of that view.
 
 Step 2 runs with `projection = "optimize"` (per-sample offsets fitted on the step-2 loss). The official
 encoder cannot be used at test cost: E starts with |Δz| ≈ 0.002 (a 20° turn needs ≈ 0.35), and after
@@ -29,70 +28,17 @@ official ellipsoid (near 0.91): the `default` preset's flatter one (0.98) alread
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from engine import losses, nets, render
+from engine import losses, nets
 from engine.config import load_config
-from engine.data.mesh import load_base_mesh
-from engine.data.synth import SynthConfig, sample_params
-from engine.data.synth import render as synth_render
-from engine.gan.protocol import ZSpaceGenerator
+from engine.data.known_shape import known_shape_target
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
 from engine.pipeline.run import prior_depth
 from engine.pipeline.trainer import Trainer
-
-SIZE = 64
-YAW, PITCH = math.radians(60), math.radians(25)  # the generator's view range (tanh of z[0], z[1])
-LIGHT_SCALE = 0.5  # light direction (x, y) = LIGHT_SCALE · (z[2], z[3])
-
-
-class KnownShapeRenderer(nn.Module):
-    """z (B×4) → the known head under the latent's view and light, B×3×S×S in [−1, 1] (differentiable in z)."""
-
-    def __init__(self, depth: torch.Tensor, albedo: torch.Tensor, ambient: float, diffuse: float):
-        super().__init__()
-        self.cam = render.Camera(SIZE)
-        self.register_buffer("depth", depth)
-        self.register_buffer("albedo", albedo)
-        self.register_buffer("normal", render.normals_from_depth(depth, self.cam))
-        self.ambient, self.diffuse = ambient, diffuse
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        b = z.shape[0]
-        zero = torch.zeros_like(z[:, 0])
-        view = torch.stack([torch.tanh(z[:, 1]) * PITCH, torch.tanh(z[:, 0]) * YAW, zero, zero, zero, zero], 1)
-        rot, _ = render.transform_from_view(view)
-        normal = torch.einsum("bij,bhwj->bihw", rot, self.normal.expand(b, -1, -1, -1))
-        stack = torch.cat([self.albedo.expand(b, -1, -1, -1), normal], 1)
-        seen, _, _ = render.render_view(stack, self.depth.expand(b, -1, -1), view, self.cam)
-        normal = nn.functional.normalize(seen[:, 3:].permute(0, 2, 3, 1), dim=-1, eps=1e-6)
-        direction = render.light_direction(z[:, 2:4] * LIGHT_SCALE)
-        full = torch.full_like(zero, 1.0)
-        image, _, _ = render.shade(seen[:, :3], normal, full * self.ambient, full * self.diffuse, direction)
-        return image.clamp(-1, 1)
-
-
-def known_shape_target(seed: int = 5, index: int = 0) -> tuple[ZSpaceGenerator, torch.Tensor, dict]:
-    """(generator, z0 1×4, the synthetic photo's ground truth) for one synthetic head."""
-    scfg, mesh = SynthConfig(image_size=SIZE), load_base_mesh()
-    prm = sample_params(scfg, mesh, seed, np.array([index]))
-    photo = synth_render(scfg, mesh, prm)
-    canon = synth_render(scfg, mesh, dataclasses.replace(prm, view=np.zeros_like(prm.view)))
-    albedo = torch.from_numpy(canon["albedo"]).float().permute(0, 3, 1, 2) / 127.5 - 1
-    light = photo["light"][0]
-    module = KnownShapeRenderer(torch.from_numpy(canon["depth"]).float(), albedo, float(light[0]), float(light[1]))
-    view = photo["view"][0]
-    z0 = torch.tensor([[math.atanh(view[1] / YAW), math.atanh(view[0] / PITCH),
-                        light[2] / LIGHT_SCALE, light[3] / LIGHT_SCALE]], dtype=torch.float32)
-    return ZSpaceGenerator(module, 4, SIZE), z0, photo
 
 
 def side_mad(model: Model, target: Target, depth_gt: torch.Tensor, mask_gt: torch.Tensor) -> tuple[float, float]:

@@ -1,0 +1,121 @@
+"""How close the method gets to a known shape with an ideal generator, as the schedule grows; prints JSON.
+
+    python bench/bench_known_shape.py [--scales 1 4] [--stages 1 2] [--threads 1] [--set key=value ...]
+
+The generator is engine.data.known_shape's ideal one (the head's exact depth and albedo rendered
+under any view and light), so the result bounds what a better GAN could give at that schedule.
+Schedule at scale s: stage 0 runs (60 s, 1, 150 s) iterations of steps 1-3, later stages (20 s, 1,
+75 s); the rest is tests/test_pipeline_known_shape.py's configuration (net width 0.25, per-sample
+projection, lam_bank_view 100, lr 3e-4, official ellipsoid). Reported per run: SIDE (×10⁻²) and MAD
+of the ellipsoid, of D after the prior fit, and of the final depth, next to a flat plane, the
+`default` preset's flatter ellipsoid and the exact canonical depth seen through the engine's renderer
+(not 0: the ground truth is the synthetic photo, whose roll and shift the ideal generator ignores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from engine import losses, nets, render
+from engine.config import load_config
+from engine.data.known_shape import known_shape_target
+from engine.device import tune_cpu_allocator
+from engine.metrics import depth_metrics
+from engine.pipeline.model import Model, Target
+from engine.pipeline.run import prior_depth
+from engine.pipeline.trainer import Trainer
+
+BASE = ["net_width=0.25", "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
+        "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lr=3e-4",
+        "collect_iters=6"]
+
+
+def scores(depth: torch.Tensor, valid: torch.Tensor, depth_gt: torch.Tensor, mask_gt: torch.Tensor,
+           cam: render.Camera) -> dict[str, float]:
+    m = depth_metrics(depth, depth_gt, valid, cam, mask_gt=mask_gt)
+    return {"side_x100": round(float(m.side[0]) * 100, 4), "mad_deg": round(float(m.mad[0]), 2)}
+
+
+def run(scale: int, stages: int, extra: list[str], seed: int) -> dict:
+    flags = ", ".join(["false"] * stages)
+    flip3 = ", ".join(["true"] + ["false"] * (stages - 1))
+    cfg = load_config("default", overrides=[
+        *BASE, f"num_stage={stages}", f"stage_len_dict=[{60 * scale}, 1, {150 * scale}]",
+        f"stage_len_dict2=[{20 * scale}, 1, {75 * scale}]", f"flip1_cfg=[{flags}]", f"flip3_cfg=[{flip3}]",
+        *extra])
+    torch.manual_seed(seed)
+    gen, z0, photo = known_shape_target()
+    view_mvn = nets.builtin_view_mvn()
+    model = Model(cfg, gen, losses.build_perceptual("mobilenet-v2"), view_mvn.mean, nets.builtin_light_mvn().mean,
+                  view_mvn.distribution())
+    with torch.no_grad():
+        image = gen.synthesize(z0)
+    depth_gt, mask_gt = torch.from_numpy(photo["depth"]), torch.from_numpy(photo["mask"])
+    target = Target("known", image, z0, image, mask_gt[None, None].float(), depth_gt)
+    ellipsoid = prior_depth(target, cfg)
+
+    def current() -> dict[str, float]:
+        with torch.no_grad():
+            out = model.predict(target.image)
+        return scores(out["depth_view"], out["valid"], depth_gt, mask_gt, model.cam)
+
+    trainer = Trainer(model, [target], cfg, seed=seed, prior_fn=lambda t: ellipsoid)
+    t0 = time.perf_counter()
+    per_stage, fitted = [], None
+    for phase in trainer.phases:
+        trainer.run_phase(phase)
+        trainer.after_phase(phase)
+        if phase.step == "prior":
+            fitted = current()
+        elif phase.step == "step3":
+            per_stage.append(current())
+    return {"scale": scale, "stages": stages, "seed": seed, "overrides": extra,
+            "iterations": {"step1": [p.iterations for p in trainer.phases if p.step == "step1"],
+                           "step3": [p.iterations for p in trainer.phases if p.step == "step3"]},
+            "seconds": round(time.perf_counter() - t0, 1),
+            "prior": scores(ellipsoid, torch.ones_like(ellipsoid), depth_gt, mask_gt, model.cam),
+            "fitted": fitted, "after_each_stage": per_stage, "final": per_stage[-1]}
+
+
+def references(near_default: float) -> dict:
+    """Depths that need no training: flat, the preset's ellipsoid, the exact canonical depth in the generator's view."""
+    gen, z0, photo = known_shape_target()
+    depth_gt, mask_gt = torch.from_numpy(photo["depth"]), torch.from_numpy(photo["mask"])
+    cam = render.Camera(depth_gt.shape[-1])
+    target = Target("known", gen.synthesize(z0), z0, None, mask_gt[None].float(), depth_gt)
+    flatter = prior_depth(target, load_config("default", overrides=[f"prior_near={near_default}"]))
+    view = torch.zeros(1, 6)
+    view[0, :2] = torch.from_numpy(photo["view"][0][:2])  # the generator's pitch and yaw (no roll, no shift)
+    exact = render.rasterize_depth(gen.module.depth, view, cam, render.RasterOptions(supersample=False,
+                                                                                       half_pixel=False))
+    ones = torch.ones_like(depth_gt)
+    return {"flat": scores(ones, ones, depth_gt, mask_gt, cam),
+            f"ellipsoid_near_{near_default}": scores(flatter, ones, depth_gt, mask_gt, cam),
+            "exact_depth_in_generator_view": scores(exact, exact < 1.1, depth_gt, mask_gt, cam)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--stages", type=int, nargs="+", default=[1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
+    args = parser.parse_args()
+    tune_cpu_allocator()
+    torch.set_num_threads(args.threads)
+    result = {"threads": args.threads, "references": references(0.98), "runs": []}
+    for stages in args.stages:
+        for scale in args.scales:
+            for seed in args.seeds:
+                result["runs"].append(run(scale, stages, args.extra, seed))
+                print(json.dumps(result["runs"][-1]), flush=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
