@@ -124,7 +124,8 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def exact_canonical_depth(cfg: Config, canonical: np.ndarray, view: np.ndarray) -> np.ndarray:
     """B×H×W canonical depths (the objects rendered at view 0) seen in their B×6 views by the pipeline's
-    renderer and raster options: the best input-view depth a canonical depth map and a view can give."""
+    renderer and raster options: what the exact canonical depth map and view give (background 1.1; a
+    depth map cannot hold the surfaces the canonical view hides, so this is not the ground truth)."""
     opts = render.RasterOptions(cfg.raster_supersample, cfg.raster_half_pixel, cfg.min_depth, cfg.max_depth)
     cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
     with torch.no_grad():
