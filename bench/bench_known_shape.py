@@ -4,8 +4,8 @@
 
 The generator is engine.data.known_shape's ideal one (the head's exact depth and albedo rendered
 under any view and light), so the result bounds what a better GAN could give at that schedule.
-Schedule at scale s: stage 0 runs (60 s, 1, 150 s) iterations of steps 1-3, later stages (20 s, 1,
-75 s); the rest is tests/test_pipeline_known_shape.py's configuration (net width 0.25, per-sample
+Schedule at scale s: stage 0 runs (60·s, 1, 150·s) iterations of steps 1-3, later stages (20·s, 1,
+75·s); the rest is tests/test_pipeline_known_shape.py's configuration (net width 0.25, per-sample
 projection, lam_bank_view 100, lr 3e-4, official ellipsoid). Reported per run: SIDE (×10⁻²) and MAD
 of the ellipsoid, of D after the prior fit, and of the final depth, next to a flat plane, the
 `default` preset's flatter ellipsoid and the exact canonical depth seen through the engine's renderer
