@@ -251,11 +251,11 @@ def ratios(methods: dict[str, dict[str, Any]], of: str = PREDICTION) -> dict[str
     return out
 
 
-def score_item(test: HeldOutImage, bundle_dir: Path, cfg: Config, avg_gt: np.ndarray
+def score_item(test: HeldOutImage, bundle_dir: Path, data: dict[str, Any], cfg: Config, avg_gt: np.ndarray
                ) -> tuple[dict[str, dict[str, float | None]], dict[str, float | None]]:
-    """({method: metrics} recomputed from the files, the metrics the pipeline logged in result.json)."""
+    """({method: metrics} recomputed from the files, the metrics the pipeline logged in result.json);
+    `data` is the bundle's result.json."""
     cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
-    data = bundle.read(bundle_dir)
     depth, valid = predicted_depth(bundle_dir, data, cfg)
     scores = {PREDICTION: _metric_values(score(depth, valid, test.depth, cam)),
               EXACT_CANONICAL: _metric_values(score(test.exact_canonical, hit(test.exact_canonical, cfg),
@@ -317,8 +317,10 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
         entry = {"name": test.item.name, "index": test.item.index, "status": record["status"],
                  "seconds": record["seconds"], "error": record.get("error"), "warnings": record.get("warnings", [])}
         if record["status"] != "failed":
-            entry["metrics"], entry["pipeline_reported"] = score_item(test, job.out / test.item.name, cfg, avg_gt)
-            entry["view_deg"] = view_angles(test, bundle.read(job.out / test.item.name))
+            bundle_dir = job.out / test.item.name
+            data = bundle.read(bundle_dir)
+            entry["metrics"], entry["pipeline_reported"] = score_item(test, bundle_dir, data, cfg, avg_gt)
+            entry["view_deg"] = view_angles(test, data)
             for name, values in entry["metrics"].items():
                 per_method[name].append(values)
             if entry["pipeline_reported"]["side_x100"] is not None:

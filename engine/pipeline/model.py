@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import inputs, losses, nets, render
 from ..config import Config, crop_reference
+from .bank import Batch
 
 
 @dataclass(eq=False)
@@ -251,7 +252,7 @@ class Model(nn.Module):
         with torch.no_grad():
             return self.project(target, images)[0]
 
-    def collect_batch(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def collect_batch(self, target: Target, gen: torch.Generator) -> Batch:
         """One step-2 pass for the bank (§1.6): projected images, pseudo masks and sampled views, on the CPU."""
         with torch.no_grad():
             pseudo, mask, views = self.pseudo_samples(target, self.cfg.batchsize, gen)
