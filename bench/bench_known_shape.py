@@ -1,6 +1,7 @@
 """How close the method gets to a known shape with an ideal generator, as the schedule grows; prints JSON.
 
-    python bench/bench_known_shape.py [--scales 1 4] [--stages 1 2] [--threads 1] [--set key=value ...]
+    python bench/bench_known_shape.py [--scales 1 4] [--stages 1 2] [--frontal [--exact-bank]] [--threads 1]
+                                      [--set key=value ...]
 
 The generator is engine.data.known_shape's ideal one (the head's exact depth and albedo rendered
 under any view and light), so the result bounds what a better GAN could give at that schedule.
@@ -8,8 +9,11 @@ Schedule at scale s: stage 0 runs (60·s, 1, 150·s) iterations of steps 1-3, la
 75·s); the rest is tests/test_pipeline_known_shape.py's configuration (net width 0.25, per-sample
 projection, lam_bank_view 100, lr 3e-4, official ellipsoid). Reported per run: SIDE (×10⁻²) and MAD
 of the ellipsoid, of D after the prior fit, and of the final depth, next to a flat plane, the
-`default` preset's flatter ellipsoid and the exact canonical depth seen through the engine's renderer
-(not 0: the ground truth is the synthetic photo, whose roll and shift the ideal generator ignores).
+`default` preset's flatter ellipsoid. The ground truth is the generator's own depth and silhouette of
+the input, so the exact shape scores SIDE 0 (its MAD, the floor, comes from the normal estimate on the
+grid). --frontal puts the input in the canonical view instead of the synthetic photo's (yaw 27°);
+--exact-bank then swaps every collected bank for exact renders labelled with their true views and lights
+(what step 3 makes of a perfect step 2; add --set lam_bank_light=100 to hand L the true lights too).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from engine.config import load_config
 from engine.data.known_shape import known_shape_target
 from engine.device import tune_cpu_allocator
 from engine.metrics import depth_metrics
+from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
 from engine.pipeline.run import prior_depth
 from engine.pipeline.trainer import Trainer
@@ -40,7 +45,7 @@ def scores(depth: torch.Tensor, valid: torch.Tensor, depth_gt: torch.Tensor, mas
     return {"side_x100": round(float(m.side[0]) * 100, 4), "mad_deg": round(float(m.mad[0]), 2)}
 
 
-def run(scale: int, stages: int, extra: list[str], seed: int) -> dict:
+def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, exact_bank: bool) -> dict:
     flags = ", ".join(["false"] * stages)
     flip3 = ", ".join(["true"] + ["false"] * (stages - 1))
     cfg = load_config("default", overrides=[
@@ -48,14 +53,12 @@ def run(scale: int, stages: int, extra: list[str], seed: int) -> dict:
         f"stage_len_dict2=[{20 * scale}, 1, {75 * scale}]", f"flip1_cfg=[{flags}]", f"flip3_cfg=[{flip3}]",
         *extra])
     torch.manual_seed(seed)
-    gen, z0, photo = known_shape_target()
+    known = known_shape_target(frontal=frontal)
     view_mvn = nets.builtin_view_mvn()
-    model = Model(cfg, gen, losses.build_perceptual("mobilenet-v2"), view_mvn.mean, nets.builtin_light_mvn().mean,
-                  view_mvn.distribution())
-    with torch.no_grad():
-        image = gen.synthesize(z0)
-    depth_gt, mask_gt = torch.from_numpy(photo["depth"]), torch.from_numpy(photo["mask"])
-    target = Target("known", image, z0, image, mask_gt[None, None].float(), depth_gt)
+    model = Model(cfg, known.generator, losses.build_perceptual("mobilenet-v2"), view_mvn.mean,
+                  nets.builtin_light_mvn().mean, view_mvn.distribution())
+    image, depth_gt, mask_gt = known.image(), known.depth, known.mask
+    target = Target("known", image, known.z0, image, mask_gt[:, None].float(), depth_gt)
     ellipsoid = prior_depth(target, cfg)
 
     def current() -> dict[str, float]:
@@ -69,11 +72,16 @@ def run(scale: int, stages: int, extra: list[str], seed: int) -> dict:
     for phase in trainer.phases:
         trainer.run_phase(phase)
         trainer.after_phase(phase)
+        if phase.step == "collect" and exact_bank:
+            images, views, lights = known.labelled_renders(len(trainer.banks[0]), seed + 100 * phase.stage,
+                                                           rot_range_deg=cfg.xyz_rotation_range)
+            trainer.banks[0] = Bank(images, torch.ones_like(images[:, :1]), views, lights)
         if phase.step == "prior":
             fitted = current()
         elif phase.step == "step3":
             per_stage.append(current())
-    return {"scale": scale, "stages": stages, "seed": seed, "overrides": extra,
+    return {"scale": scale, "stages": stages, "seed": seed, "frontal": frontal, "exact_bank": exact_bank,
+            "overrides": extra,
             "iterations": {"step1": [p.iterations for p in trainer.phases if p.step == "step1"],
                            "step3": [p.iterations for p in trainer.phases if p.step == "step3"]},
             "seconds": round(time.perf_counter() - t0, 1),
@@ -81,21 +89,18 @@ def run(scale: int, stages: int, extra: list[str], seed: int) -> dict:
             "fitted": fitted, "after_each_stage": per_stage, "final": per_stage[-1]}
 
 
-def references(near_default: float) -> dict:
-    """Depths that need no training: flat, the preset's ellipsoid, the exact canonical depth in the generator's view."""
-    gen, z0, photo = known_shape_target()
-    depth_gt, mask_gt = torch.from_numpy(photo["depth"]), torch.from_numpy(photo["mask"])
-    cam = render.Camera(depth_gt.shape[-1])
-    target = Target("known", gen.synthesize(z0), z0, None, mask_gt[None].float(), depth_gt)
-    flatter = prior_depth(target, load_config("default", overrides=[f"prior_near={near_default}"]))
-    view = torch.zeros(1, 6)
-    view[0, :2] = torch.from_numpy(photo["view"][0][:2])  # the generator's pitch and yaw (no roll, no shift)
-    exact = render.rasterize_depth(gen.module.depth, view, cam, render.RasterOptions(supersample=False,
-                                                                                       half_pixel=False))
-    ones = torch.ones_like(depth_gt)
-    return {"flat": scores(ones, ones, depth_gt, mask_gt, cam),
-            f"ellipsoid_near_{near_default}": scores(flatter, ones, depth_gt, mask_gt, cam),
-            "exact_depth_in_generator_view": scores(exact, exact < 1.1, depth_gt, mask_gt, cam)}
+def references(frontal: bool) -> dict:
+    """Depths that need no training: flat, the official and the preset's ellipsoids, the exact shape."""
+    known = known_shape_target(frontal=frontal)
+    depth_gt, mask_gt = known.depth, known.mask
+    cam, ones = render.Camera(depth_gt.shape[-1]), torch.ones_like(depth_gt)
+    target = Target("known", known.image(), known.z0, None, mask_gt[:, None].float(), depth_gt)
+    out = {"flat": scores(ones, ones, depth_gt, mask_gt, cam)}
+    for near in (0.91, 0.98):
+        ellipsoid = prior_depth(target, load_config("default", overrides=[f"prior_near={near}"]))
+        out[f"ellipsoid_near_{near}"] = scores(ellipsoid, ones, depth_gt, mask_gt, cam)
+    out["exact"] = scores(depth_gt, ones, depth_gt, mask_gt, cam)
+    return out
 
 
 def main() -> None:
@@ -103,16 +108,22 @@ def main() -> None:
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--stages", type=int, nargs="+", default=[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--frontal", action="store_true", help="input in the canonical view")
+    parser.add_argument("--exact-bank", action="store_true",
+                        help="replace each collected bank by exact renders labelled with their true views and "
+                             "lights (needs --frontal): what step 3 makes of a perfect bank")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
     args = parser.parse_args()
+    if args.exact_bank and not args.frontal:
+        parser.error("--exact-bank needs --frontal")
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)
-    result = {"threads": args.threads, "references": references(0.98), "runs": []}
+    result = {"threads": args.threads, "references": references(args.frontal), "runs": []}
     for stages in args.stages:
         for scale in args.scales:
             for seed in args.seeds:
-                result["runs"].append(run(scale, stages, args.extra, seed))
+                result["runs"].append(run(scale, stages, args.extra, seed, args.frontal, args.exact_bank))
                 print(json.dumps(result["runs"][-1]), flush=True)
     print(json.dumps(result))
 

@@ -18,6 +18,7 @@ Public API:
     albedo_to_unit(albedo) -> (albedo + 1)/2
     view_to_transform(view, rot_range_deg=60, xy_range=0.1, z_range=0) -> B×6 (radians, translations)
     light_params(light) -> (k_a B, k_d B, direction B×3)               §2.5, no clamping
+    light_units(k_a, k_d, direction) -> light B×4                     its inverse (the bank's sampled lights)
     Mvn(mean, cov); load_mvn(path) -> Mvn; builtin_view_mvn(); builtin_light_mvn(); resolve_mvn(name_or_path, kind)
     MappingOffset(generator, f1_d)  — §5.4: callable h (B×dim) [, h_ref] -> Δw (B×dim), exactly 0 for h = 0.
 
@@ -219,6 +220,12 @@ def light_params(light: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     k_d = light[:, 1] / 2 + 0.5
     d = torch.cat([light[:, 2:4], torch.ones_like(light[:, :1])], dim=1)
     return k_a, k_d, d / d.norm(dim=1, keepdim=True)
+
+
+def light_units(ambient: torch.Tensor, diffuse: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """The inverse of `light_params`: (k_a B, k_d B, direction B×3 with positive z) → normalised light B×4."""
+    xy = direction[:, :2] / direction[:, 2:3]
+    return torch.cat([(2 * ambient - 1)[:, None], (2 * diffuse - 1)[:, None], xy], dim=1)
 
 
 # ----------------------------------------------------------------------------------------------

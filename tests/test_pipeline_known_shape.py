@@ -2,28 +2,31 @@
 step 3's loss and ends with a depth error below the ellipsoid prior's.
 
 The "GAN" is engine.data.known_shape's ideal generator: one synthetic head of engine.data.synth (its
-canonical depth and albedo) rendered by the engine's renderer under the latent's view and light. The
-input is G(z0), z0 = the head's true view and light, and the ground truth is the synthetic renderer's
-depth of that view.
+canonical depth, albedo and silhouette) rendered by the engine's renderer, at the pixel centres like
+the `default` preset, under the latent's view and light, on the data's flat grey background. The input
+is G(z0) in the canonical view, and the ground truth is the generator's own depth of it (so the exact
+shape scores SIDE 0).
 
 Step 2 runs with `projection = "optimize"` (per-sample offsets fitted on the step-2 loss). The official
 encoder cannot be used at test cost: E starts with |Δz| ≈ 0.002 (a 20° turn needs ≈ 0.35), and after
 100 step-2 iterations at lr_enc 3e-4, 1e-3 or 3e-3 (and 300 at the official 1e-4) its loss had not
 fallen, so the bank held no useful views.
 
-Step 3 runs with `lam_bank_view = 100` at lr 3e-4. With the official objective alone, V (trained from
-scratch) does not learn the bank's views in a short schedule: its yaw on the bank stayed at ≈ 0.02 ×
-the true yaw after 400 step-3 iterations even on exact renderings, and the final SIDE was then
-decided by float rounding: 0.017-0.052 over seeds 0-4, 1 or 2 threads and lr 1e-4 or 3e-4, often
-above the prior.
-With the view term: 0.019-0.028 over nine such runs (seeds 0-3, 1 and 2 threads, 20 or 40
-projection iterations). That the projections fit their pseudo samples is tested in test_pipeline_steps.
+Step 3 runs with the product terms `lam_bank_view = 100` and `lam_bank_light = 100` at lr 3e-4: V and
+L are taught the view and light each bank sample's pseudo sample was rendered with. Without the view
+term V barely turns in a short schedule (its yaw on the bank stayed at ≈ 0.02 × the true yaw after 400
+step-3 iterations). What the light term does, from `bench/bench_known_shape.py --scales 4 --frontal`
+(600 step-3 iterations; SIDE ×10⁻² / MAD °): without it 1.72 / 57.9, with it 1.68 / 41.6; with
+`--exact-bank` (exact renders labelled with their true views and lights) 1.25 / 48.5 and 1.18 / 23.9.
+On this head a flat plane scores 1.76 / 42.3 and the official ellipsoid 2.82 / 62.9.
 
-What the bar means (measured on this head): the official ellipsoid (near 0.91, far 1.02) has SIDE
-0.033, a flat plane 0.019 and the exact shape 0.010, so "below the prior" is a low bar; it still
-caught sign errors when measured without the view term (view or light sign flipped in the model: SIDE
-0.031 / 0.030; not re-measured with it). The test keeps the
-official ellipsoid (near 0.91): the `default` preset's flatter one (0.98) already scores 0.019 here.
+Measured here (300 step-3 iterations): SIDE 0.0282 → 0.0152, MAD 62.9° → 38.6° on 1 thread; 0.0168 and
+47.2° on 2 threads (float summation order). "Below the prior" is a low bar (the official ellipsoid,
+near 0.91, is kept for that reason: the `default` preset's flatter one scores 0.0163 here), so the test
+also asks the normals to improve by 15 %. Until session 5 the generator used the official renderer
+quirks and a shaded far plane while the model did not, and the ground truth was the synthetic photo's
+(with its roll and shift): the model could not re-render the generator's views exactly even from the
+exact shape, and more step-3 iterations made the result worse (docs/default-model.md).
 """
 
 from __future__ import annotations
@@ -31,9 +34,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import losses, nets
+from engine import losses, nets, render
 from engine.config import load_config
-from engine.data.known_shape import known_shape_target
+from engine.data.known_shape import PIXEL_CENTRES, known_shape_target
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
@@ -58,22 +61,20 @@ def bank_view_error(model: Model, bank: Bank) -> float:
 @pytest.mark.slow
 def test_schedule_with_real_step2_beats_the_ellipsoid_prior():
     torch.manual_seed(0)
-    gen, z0, photo = known_shape_target()
+    known = known_shape_target(frontal=True)
     cfg = load_config("default", overrides=[
-        "num_stage=1", "stage_len_dict=[60, 1, 150]", "collect_iters=6", "net_width=0.25",
+        "num_stage=1", "stage_len_dict=[60, 1, 300]", "collect_iters=6", "net_width=0.25",
         "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
-        "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lr=3e-4"])
+        "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lam_bank_light=100",
+        "lr=3e-4"])
     view_mvn = nets.builtin_view_mvn()
-    model = Model(cfg, gen, losses.build_perceptual("mobilenet-v2"), view_mvn.mean, nets.builtin_light_mvn().mean,
-                  view_mvn.distribution())
-    with torch.no_grad():
-        image = gen.synthesize(z0)
-    depth_gt = torch.from_numpy(photo["depth"])
-    mask_gt = torch.from_numpy(photo["mask"])
-    target = Target("known", image, z0, image, mask_gt[None, None].float(), depth_gt)
+    model = Model(cfg, known.generator, losses.build_perceptual("mobilenet-v2"), view_mvn.mean,
+                  nets.builtin_light_mvn().mean, view_mvn.distribution())
+    image, depth_gt, mask_gt = known.image(), known.depth, known.mask
+    target = Target("known", image, known.z0, image, mask_gt[:, None].float(), depth_gt)
     ellipsoid = prior_depth(target, cfg)
-    prior_side = float(depth_metrics(ellipsoid, depth_gt, torch.ones_like(ellipsoid), model.cam,
-                                     mask_gt=mask_gt).side[0])
+    prior = depth_metrics(ellipsoid, depth_gt, torch.ones_like(ellipsoid), model.cam, mask_gt=mask_gt)
+    prior_side, prior_mad = float(prior.side[0]), float(prior.mad[0])
 
     trainer = Trainer(model, [target], cfg, seed=0, prior_fn=lambda t: ellipsoid)
     assert [p.step for p in trainer.phases] == ["prior", "step1", "collect", "step3"]
@@ -90,11 +91,42 @@ def test_schedule_with_real_step2_beats_the_ellipsoid_prior():
     first, last = losses_of["step3"]
     view_error_after = bank_view_error(model, trainer.banks[0])
     final_side, final_mad = side_mad(model, target, depth_gt, mask_gt)
-    print(f"prior SIDE {prior_side:.4f}; fitted D SIDE {fitted_side:.4f}; "
+    print(f"prior SIDE {prior_side:.4f} MAD {prior_mad:.1f}; fitted D SIDE {fitted_side:.4f}; "
           f"bank spread {bank_spread:.3f}; step-3 loss {first:.3f} -> {last:.3f}; "
           f"V's view MSE on the bank {view_error_before:.4f} -> {view_error_after:.4f}; "
           f"final SIDE {final_side:.4f} MAD {final_mad:.1f}")
-    assert bank_spread > 0.05
+    assert bank_spread > 0.02  # 10 × what an unmoved encoder leaves (0.002)
     assert last < 0.8 * first
     assert view_error_after < 0.95 * view_error_before  # V learns the views the bank was rendered from
     assert final_side < 0.9 * min(prior_side, fitted_side)
+    assert final_mad < 0.85 * prior_mad  # the normals improve too
+
+
+
+def test_labelled_renders_are_reproduced_by_the_model_from_their_labels():
+    """The perfect bank's labels follow the model's conventions: the exact shape and albedo, shaded in the
+    canonical frame with light_params(label) and seen in the labelled view, give back each render; the
+    same light taken as a camera-frame direction (the generator's own frame) does not."""
+    known = known_shape_target(frontal=True)
+    images, views, lights = known.labelled_renders(6, seed=0)
+    module, cam = known.generator.module, render.Camera(64)
+    view_t = nets.view_to_transform(views)
+    seen = render.render_view(module.mask.expand(6, -1, -1, -1), module.depth.expand(6, -1, -1), view_t, cam,
+                              PIXEL_CENTRES)[0]
+    inside = -torch.nn.functional.max_pool2d(-seen, 5, 1, 2) > 0.999  # 2 pixels inside the silhouette
+    rot, _ = render.transform_from_view(view_t)
+
+    def error(light: torch.Tensor) -> float:
+        k_a, k_d, direction = nets.light_params(light)
+        canon, _, _ = render.shade(module.albedo.expand(6, -1, -1, -1), module.normal.expand(6, -1, -1, -1),
+                                   k_a, k_d, direction)
+        recon, _, _ = render.render_view(canon, module.depth.expand(6, -1, -1), view_t, cam, PIXEL_CENTRES)
+        return float((recon - images).abs().mul(inside).sum() / inside.sum() / 3)
+
+    k_a, k_d, direction = nets.light_params(lights)
+    camera_frame = nets.light_units(k_a, k_d, torch.einsum("bij,bj->bi", rot, direction))
+    print(f"labelled {error(lights):.4f}, camera-frame light {error(camera_frame):.4f}")
+    assert views[:, 1].abs().max() > 0.2  # the renders are turned (more than 12° of yaw)
+    # Not 0: the generator shades after the warp, the model before (0.008 at 0°, about 0.04 at 8°-25° here).
+    assert error(lights) < 0.045
+    assert error(lights) < 0.6 * error(camera_frame)

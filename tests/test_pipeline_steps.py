@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_pipeline_assets import object_mask, tiny_config, tiny_generator
 
-from engine import losses, nets
+from engine import losses, nets, render
 from engine.config import NET_NAMES, load_config
 from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
@@ -88,34 +88,50 @@ def test_pseudo_samples_follow_the_sampled_views(setup):
     cfg, model, target = setup
     model.step1_forward(target, flip=False)
     gen = torch.Generator().manual_seed(0)
-    images, masks, sampled = model.pseudo_samples(target, 4, gen)
+    images, masks, sampled, lights = model.pseudo_samples(target, 4, gen)
     assert images.shape == (4, 3, 64, 64) and masks.shape == (4, 1, 64, 64)
     assert images.abs().max() <= 1 and masks.min() >= 0 and masks.max() <= 1 and masks.max() > 0
-    again, _, _ = model.pseudo_samples(target, 4, torch.Generator().manual_seed(0))
+    again, _, _, _ = model.pseudo_samples(target, 4, torch.Generator().manual_seed(0))
     assert torch.equal(images, again)  # all randomness comes from the run's generator
     assert torch.equal(sampled, model.sample_views(4, torch.Generator().manual_seed(0)))  # the views drawn first
     views = model.sample_views(2000, torch.Generator().manual_seed(1))
     std = model.view_dist.stddev
     assert views[:, 1].std() == pytest.approx(float(std[1]) * cfg.view_scale, rel=0.1)
     assert views[:, 0].std() == pytest.approx(float(std[0]), rel=0.1)
+    # The lights returned are those the samples were shaded with: re-shading the cached estimate with
+    # light_params of them, seen in the sampled views, gives the same images.
+    k_a, k_d, direction = nets.light_params(lights)
+    x0, x1, y0, y1, r0, r1, alpha = cfg.rand_light
+    r = k_d - model.light_ab[1]
+    assert torch.allclose(k_a - model.light_ab[0], alpha * r, atol=1e-6) and r.min() >= r0 and r.max() <= r1
+    dx, dy = (direction[:, i] / direction[:, 2] for i in (0, 1))
+    assert x0 - 1e-6 <= dx.min() and dx.max() <= x1 + 1e-6 and y0 - 1e-6 <= dy.min() and dy.max() <= y1 + 1e-6
+    canon, _, _ = render.shade(target.cache["albedo"].expand(4, -1, -1, -1),
+                               target.cache["normal"].expand(4, -1, -1, -1), k_a, k_d, direction)
+    seen, _, _ = render.render_view(canon, target.cache["depth"].expand(4, -1, -1), model.to_transform(sampled),
+                                    model.cam, model.opts)
+    assert torch.allclose(seen, images, atol=1e-4)
 
 
 def test_bank_skips_the_first_batch_and_reshuffles_pairs_together():
     images = torch.arange(6.0).reshape(6, 1, 1, 1).expand(6, 3, 2, 2)
     masks = torch.arange(6.0).reshape(6, 1, 1, 1)
     views = torch.arange(6.0).reshape(6, 1).expand(6, 6)
-    bank = Bank(images, masks, views)
+    lights = torch.arange(6.0).reshape(6, 1).expand(6, 4)
+    bank = Bank(images, masks, views, lights)
     gen = torch.Generator().manual_seed(0)
-    first, _, _ = bank.next_batch(2, gen)
+    first = bank.next_batch(2, gen)[0]
     assert first[:, 0, 0, 0].tolist() == [2.0, 3.0]  # QUIRK: index advanced before the first use
-    second, _, _ = bank.next_batch(2, gen)
+    second = bank.next_batch(2, gen)[0]
     assert second[:, 0, 0, 0].tolist() == [4.0, 5.0]
-    third, third_masks, third_views = bank.next_batch(2, gen)  # would run past the end: reshuffle, restart at 0
+    third, third_masks, third_views, third_lights = bank.next_batch(2, gen)  # past the end: reshuffle, restart
     assert torch.equal(third[:, 0, 0, 0], third_masks[:, 0, 0, 0])
     assert torch.equal(third[:, 0, 0, 0], third_views[:, 0])
-    picked, picked_masks, picked_views = bank.random_batch(3, gen)
+    assert torch.equal(third[:, 0, 0, 0], third_lights[:, 0])
+    picked, picked_masks, picked_views, picked_lights = bank.random_batch(3, gen)
     assert torch.equal(picked[:, 0, 0, 0], picked_masks[:, 0, 0, 0])
     assert torch.equal(picked_masks[:, 0, 0], picked_views[:, :1])
+    assert torch.equal(picked_views[:, :4], picked_lights)
     assert sorted(bank.masks.flatten().tolist()) == [0, 1, 2, 3, 4, 5]
     restored = Bank.from_state(bank.state_dict())
     assert torch.equal(restored.next_batch(2, gen)[0], bank.next_batch(2, torch.Generator().manual_seed(0))[0])
@@ -174,7 +190,7 @@ def test_optimized_projection_fits_each_sample_and_trains_no_net(setup):
     opt_model.load_state_dict(model.state_dict())
     with torch.no_grad():
         opt_model.step1_forward(target, flip=False)
-        pseudo, mask, _ = opt_model.pseudo_samples(target, 3, torch.Generator().manual_seed(1))
+        pseudo, mask, _, _ = opt_model.pseudo_samples(target, 3, torch.Generator().manual_seed(1))
     before = snapshot(opt_model)
     proj = opt_model.project_images(target, pseudo, mask)
     assert changed_nets(before, opt_model) == set()
@@ -206,25 +222,28 @@ def test_joint_collection_gives_every_image_a_bank_when_a_pass_ends_mid_collecti
     assert [len(b) for b in trainer.banks] == [2 * cfg.batchsize, cfg.batchsize, cfg.batchsize]
 
 
-def test_bank_view_term_adds_the_mse_between_v_and_the_sampled_views(setup):
+@pytest.mark.parametrize("key, net, name", [("lam_bank_view", "predict_view", "views"),
+                                            ("lam_bank_light", "predict_light", "lights")])
+def test_bank_terms_add_the_mse_between_the_net_and_what_was_sampled(setup, key, net, name):
     _, model, target = setup
     proj = torch.rand(3, 3, 64, 64) * 2 - 1
     proj_mask = torch.ones(3, 1, 64, 64)
-    views = torch.randn(3, 6) * 0.3
+    views, lights = torch.randn(3, 6) * 0.3, torch.randn(3, 4) * 0.3
     model.step1_forward(target, flip=False)
 
     def loss_with(weight: float) -> float:
-        model.cfg.lam_bank_view = weight
+        setattr(model.cfg, key, weight)
         torch.manual_seed(0)
         with torch.no_grad():
-            return float(model.step3_forward(target, proj, proj_mask, False, False, views)[0])
+            return float(model.step3_forward(target, proj, proj_mask, False, False, views, lights)[0])
 
     try:
         official = loss_with(0.0)
         with torch.no_grad():
-            mse = float((model.predict_view(proj) - views).pow(2).mean())
+            mse = float((getattr(model, net)(proj) - {"views": views, "lights": lights}[name]).pow(2).mean())
+        assert mse > 0
         assert loss_with(2.0) == pytest.approx(official + 2.0 * mse, rel=1e-5)
-        with pytest.raises(ValueError, match="sampled views"):
-            model.step3_forward(target, proj, proj_mask, False, False, None)
+        with pytest.raises(ValueError, match=f"sampled {name}"):
+            model.step3_forward(target, proj, proj_mask, False, False)
     finally:
-        model.cfg.lam_bank_view = 0.0
+        setattr(model.cfg, key, 0.0)

@@ -5,18 +5,21 @@ It isolates the 3D part of the method from the generator's quality: whatever a r
 misses on it, a better GAN cannot recover. Used by tests/test_pipeline_known_shape.py and
 bench/bench_known_shape.py. z[0], z[1] set yaw and pitch (tanh-squashed to ±60°, ±25°); z[2], z[3]
 the light direction; the shading happens in the camera frame like the synthetic data's own image model.
+The ground truth is that of the generator's own image (its depth and silhouette in the latent's view),
+so the exact shape scores 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import render
+from .. import nets, render
 from ..gan.protocol import ZSpaceGenerator
 from .mesh import load_base_mesh
 from .synth import SynthConfig, sample_params
@@ -24,44 +27,108 @@ from .synth import render as synth_render
 
 YAW, PITCH = math.radians(60), math.radians(25)  # the generator's view range (tanh of z[0], z[1])
 LIGHT_SCALE = 0.5  # light direction (x, y) = LIGHT_SCALE · (z[2], z[3])
+# Sampled at the pixel centres like the synthetic data, i.e. with the `default` preset's renderer: with the
+# official quirks here and not in the model, even the exact shape cannot re-render the generator's views.
+PIXEL_CENTRES = render.RasterOptions(supersample=False, half_pixel=False)
 
 
 class KnownShapeRenderer(nn.Module):
-    """z (B×4) → the known head under the latent's view and light, B×3×S×S in [−1, 1] (differentiable in z)."""
+    """z (B×4) → the known head under the latent's view and light, B×3×S×S in [−1, 1] (differentiable in z).
 
-    def __init__(self, depth: torch.Tensor, albedo: torch.Tensor, ambient: float, diffuse: float):
+    Outside the head's silhouette the image is the data's flat grey, as in the synthetic renders: the
+    depth map's far plane would otherwise show as a shaded wall, tilted in turned views beyond the
+    depth range the nets can represent.
+    """
+
+    def __init__(self, depth: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor, ambient: float,
+                 diffuse: float, background: float):
         super().__init__()
         self.cam = render.Camera(depth.shape[-1])
         self.register_buffer("depth", depth)
         self.register_buffer("albedo", albedo)
+        self.register_buffer("mask", mask)
         self.register_buffer("normal", render.normals_from_depth(depth, self.cam))
-        self.ambient, self.diffuse = ambient, diffuse
+        self.ambient, self.diffuse, self.background = ambient, diffuse, background
+
+    @staticmethod
+    def view(z: torch.Tensor) -> torch.Tensor:
+        """The renderer view (pitch, yaw in radians; no roll, no shift) a latent depicts, B×6."""
+        zero = torch.zeros_like(z[:, 0])
+        return torch.stack([torch.tanh(z[:, 1]) * PITCH, torch.tanh(z[:, 0]) * YAW, zero, zero, zero, zero], 1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         b = z.shape[0]
-        zero = torch.zeros_like(z[:, 0])
-        view = torch.stack([torch.tanh(z[:, 1]) * PITCH, torch.tanh(z[:, 0]) * YAW, zero, zero, zero, zero], 1)
+        view = self.view(z)
         rot, _ = render.transform_from_view(view)
         normal = torch.einsum("bij,bhwj->bihw", rot, self.normal.expand(b, -1, -1, -1))
-        stack = torch.cat([self.albedo.expand(b, -1, -1, -1), normal], 1)
-        seen, _, _ = render.render_view(stack, self.depth.expand(b, -1, -1), view, self.cam)
-        normal = nn.functional.normalize(seen[:, 3:].permute(0, 2, 3, 1), dim=-1, eps=1e-6)
+        stack = torch.cat([self.albedo.expand(b, -1, -1, -1), normal, self.mask.expand(b, -1, -1, -1)], 1)
+        seen, _, _ = render.render_view(stack, self.depth.expand(b, -1, -1), view, self.cam, PIXEL_CENTRES)
+        normal = nn.functional.normalize(seen[:, 3:6].permute(0, 2, 3, 1), dim=-1, eps=1e-6)
         direction = render.light_direction(z[:, 2:4] * LIGHT_SCALE)
-        full = torch.full_like(zero, 1.0)
+        full = torch.ones_like(z[:, 0])
         image, _, _ = render.shade(seen[:, :3], normal, full * self.ambient, full * self.diffuse, direction)
-        return image.clamp(-1, 1)
+        inside = seen[:, 6:]
+        return (image * inside + self.background * (1 - inside)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def truth(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What G(z) depicts: (depth B×H×W, object mask B×H×W bool), from the same rendering as `forward`."""
+        b, view = z.shape[0], self.view(z)
+        depth = self.depth.expand(b, -1, -1)
+        inside, _, depth_view = render.render_view(self.mask.expand(b, -1, -1, -1), depth, view, self.cam,
+                                                   PIXEL_CENTRES)
+        return depth_view, inside[:, 0] > 0.5
 
 
-def known_shape_target(seed: int = 5, index: int = 0, size: int = 64) -> tuple[ZSpaceGenerator, torch.Tensor, dict]:
-    """(generator, z0 1×4 = the head's true view and light, the synthetic photo's ground truth)."""
+@dataclass(frozen=True)
+class KnownShape:
+    """The ideal generator, the latent of one input and that input's exact depth and object mask (1×S×S)."""
+
+    generator: ZSpaceGenerator
+    z0: torch.Tensor
+    depth: torch.Tensor
+    mask: torch.Tensor
+
+    def image(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.generator.synthesize(self.z0)
+
+    def labelled_renders(self, n: int, seed: int, yaw_deg: float = 30.0, pitch_deg: float = 10.0,
+                         rot_range_deg: float = 60.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """n exact renders at uniform random yaw/pitch and light, with their views (V's units, range
+        `rot_range_deg`) and canonical-frame lights (L's units): a perfect bank. Defined for a frontal
+        input only, whose frame is the generator's canonical one."""
+        if self.z0[:, :2].abs().max() > 0:
+            raise ValueError("labelled renders need the frontal input (known_shape_target(frontal=True))")
+        gen, module = torch.Generator().manual_seed(seed), self.generator.module
+        yaw = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(yaw_deg)
+        pitch = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(pitch_deg)
+        light_xy = torch.rand(n, 2, generator=gen) * 2 - 1
+        z = torch.cat([torch.atanh(yaw / YAW)[:, None], torch.atanh(pitch / PITCH)[:, None], light_xy], 1)
+        with torch.no_grad():
+            images = self.generator.synthesize(z)
+        view = module.view(z)
+        rot, _ = render.transform_from_view(view)
+        # The generator shades in the camera frame; the model in the canonical one: d_canon = Rᵀ·d_camera.
+        direction = torch.einsum("bji,bj->bi", rot, render.light_direction(light_xy * LIGHT_SCALE))
+        full = torch.ones(n)
+        lights = nets.light_units(full * module.ambient, full * module.diffuse, direction)
+        return images, view * (180 / math.pi / rot_range_deg), lights
+
+
+def known_shape_target(seed: int = 5, index: int = 0, size: int = 64, frontal: bool = False) -> KnownShape:
+    """One synthetic head of engine.data.synth as an ideal generator; the input shows it in the
+    synthetic photo's view and light (roll and shift dropped), or in the canonical view if `frontal`."""
     scfg, mesh = SynthConfig(image_size=size), load_base_mesh()
     prm = sample_params(scfg, mesh, seed, np.array([index]))
-    photo = synth_render(scfg, mesh, prm)
     canon = synth_render(scfg, mesh, dataclasses.replace(prm, view=np.zeros_like(prm.view)))
     albedo = torch.from_numpy(canon["albedo"]).float().permute(0, 3, 1, 2) / 127.5 - 1
-    light = photo["light"][0]
-    module = KnownShapeRenderer(torch.from_numpy(canon["depth"]).float(), albedo, float(light[0]), float(light[1]))
-    view = photo["view"][0]
-    z0 = torch.tensor([[math.atanh(view[1] / YAW), math.atanh(view[0] / PITCH),
-                        light[2] / LIGHT_SCALE, light[3] / LIGHT_SCALE]], dtype=torch.float32)
-    return ZSpaceGenerator(module, 4, size), z0, photo
+    mask = torch.from_numpy(canon["mask"]).float()[:, None]
+    light = canon["light"][0]
+    module = KnownShapeRenderer(torch.from_numpy(canon["depth"]).float(), albedo, mask, float(light[0]),
+                                float(light[1]), 2 * scfg.background - 1)
+    pitch, yaw = (0.0, 0.0) if frontal else prm.view[0][:2]
+    z0 = torch.tensor([[math.atanh(yaw / YAW), math.atanh(pitch / PITCH), light[2] / LIGHT_SCALE,
+                        light[3] / LIGHT_SCALE]], dtype=torch.float32)
+    depth, inside = module.truth(z0)
+    return KnownShape(ZSpaceGenerator(module, 4, size), z0, depth, inside)

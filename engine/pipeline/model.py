@@ -170,18 +170,17 @@ class Model(nn.Module):
         return (d / d.norm(dim=1, keepdim=True)).to(self.device), r.to(self.device)
 
     @torch.no_grad()
-    def pseudo_samples(self, target: Target, n: int,
-                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Random-view, random-light renderings of the current estimate (§5.2–5.3):
-        (images, masks n×1×S×S, the sampled views n×6 in V's units)."""
+    def pseudo_samples(self, target: Target, n: int, gen: torch.Generator) -> Batch:
+        """Random-view, random-light renderings of the current estimate (§5.2–5.3): (images, masks
+        n×1×S×S, the sampled views n×6 in V's units, the lights they were shaded with n×4 in L's units)."""
         cache = target.cache
         sampled = self.sample_views(n, gen)
         views = self.to_transform(sampled)
         direction, r = self.sample_lights(n, gen)
         k_a, k_d = self.light_ab.to(self.device)
-        alpha = self.cfg.rand_light[6]
-        canon, _, _ = render.shade(batch_of(cache["albedo"], n), batch_of(cache["normal"], n),
-                                   k_a + alpha * r, k_d + r, direction)
+        ambient, diffuse = k_a + self.cfg.rand_light[6] * r, k_d + r
+        canon, _, _ = render.shade(batch_of(cache["albedo"], n), batch_of(cache["normal"], n), ambient, diffuse,
+                                   direction)
         depth = batch_of(cache["depth"], n)
         depth_view = render.rasterize_depth(depth, views, self.cam, self.opts)
         grid = render.inverse_warp_grid(depth_view, views, self.cam)
@@ -189,7 +188,7 @@ class Model(nn.Module):
         canon_mask = cache.get("canon_mask")
         src = torch.ones_like(images[:, :1]) if canon_mask is None else batch_of(canon_mask, n)
         masks = render.sample_image(src, grid, mode="nearest")
-        return images, masks, sampled
+        return images, masks, sampled, nets.light_units(ambient, diffuse, direction)
 
     def project(self, target: Target, pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """GAN projection of pseudo samples: (projected images n×3×S×S, Δw) (§5.4)."""
@@ -223,7 +222,7 @@ class Model(nn.Module):
                 + self.cfg.lam_regular * losses.latent_regulariser(dw))
 
     def step2_forward(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
-        pseudo, mask, _ = self.pseudo_samples(target, self.cfg.batchsize, gen)
+        pseudo, mask, _, _ = self.pseudo_samples(target, self.cfg.batchsize, gen)
         proj, dw = self.project(target, pseudo)
         return self.step2_loss(proj, pseudo, mask, dw), {"pseudo": pseudo, "proj": proj, "mask": mask, "dw": dw}
 
@@ -253,26 +252,30 @@ class Model(nn.Module):
             return self.project(target, images)[0]
 
     def collect_batch(self, target: Target, gen: torch.Generator) -> Batch:
-        """One step-2 pass for the bank (§1.6): projected images, pseudo masks and sampled views, on the CPU."""
+        """One step-2 pass for the bank (§1.6): projected images, pseudo masks, sampled views and lights, on the CPU."""
         with torch.no_grad():
-            pseudo, mask, views = self.pseudo_samples(target, self.cfg.batchsize, gen)
-        return self.project_images(target, pseudo, mask).cpu(), mask.cpu(), views.cpu()
+            pseudo, mask, views, lights = self.pseudo_samples(target, self.cfg.batchsize, gen)
+        return self.project_images(target, pseudo, mask).cpu(), mask.cpu(), views.cpu(), lights.cpu()
 
     # ------------------------------------------------------------------------------------------
     # step 3
     def step3_forward(self, target: Target, proj: torch.Tensor, proj_mask: torch.Tensor, flip1: bool,
-                      flip3: bool, proj_views: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                      flip3: bool, proj_views: torch.Tensor | None = None,
+                      proj_lights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Input term + reconstruction of projected samples from the shared canonical shape (§6), plus
-        `lam_bank_view` × MSE between V's views of the samples and the views they were rendered from."""
+        `lam_bank_view` × MSE between V's views of the samples and the views they were rendered from and
+        `lam_bank_light` × the same for L and the lights they were shaded with."""
         loss, out = self.step1_forward(target, flip=flip1 or flip3, refresh_mask=True)
         b = proj.shape[0]
         predicted = self.predict_view(proj)
-        if self.cfg.lam_bank_view > 0:
-            if proj_views is None:
-                raise ValueError("lam_bank_view > 0 needs the bank's sampled views")
-            loss = loss + self.cfg.lam_bank_view * (predicted - proj_views).pow(2).mean()
-        view = self.to_transform(predicted)
         light = self.predict_light(proj)
+        for weight, guess, sampled, name in ((self.cfg.lam_bank_view, predicted, proj_views, "views"),
+                                             (self.cfg.lam_bank_light, light, proj_lights, "lights")):
+            if weight > 0:
+                if sampled is None:
+                    raise ValueError(f"a bank term needs the bank's sampled {name}")
+                loss = loss + weight * (guess - sampled).pow(2).mean()
+        view = self.to_transform(predicted)
         depth, albedo, normal = out["depth"], out["albedo"], out["normal"]
         copies = 2 if flip3 else 1
         depth = torch.cat([batch_of(depth[i:i + 1], b) for i in range(copies)])

@@ -17,7 +17,7 @@ import torch
 from ..errors import EngineError
 from ..io import atomic_path, load_torch
 
-STATE_VERSION = 2  # 2: banks carry their sampled views
+STATE_VERSION = 3  # 2: banks carry their sampled views; 3: and lights
 
 
 def fingerprint(*parts: Any) -> str:

@@ -200,9 +200,8 @@ class Trainer:
             return model.step2_forward(target, self.gen)[0]
         bank = self.banks[self.current]
         get = bank.random_batch if self.joint else bank.next_batch
-        images, masks, views = get(self.cfg.batchsize, self.gen)
-        loss, out = model.step3_forward(target, images.to(model.device), masks.to(model.device), phase.flip1,
-                                        phase.flip3, views.to(model.device))
+        images, masks, views, lights = (t.to(model.device) for t in get(self.cfg.batchsize, self.gen))
+        loss, out = model.step3_forward(target, images, masks, phase.flip1, phase.flip3, views, lights)
         self.record_metrics(target, out)
         return loss
 
