@@ -24,13 +24,13 @@ import time
 
 import torch
 
-from engine import losses, nets, render
+from engine import render
 from engine.config import load_config
 from engine.data.known_shape import known_shape_target
 from engine.device import tune_cpu_allocator
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
-from engine.pipeline.model import Model, Target
+from engine.pipeline.model import Target
 from engine.pipeline.run import prior_depth
 from engine.pipeline.trainer import Trainer
 
@@ -54,12 +54,8 @@ def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, exa
         *extra])
     torch.manual_seed(seed)
     known = known_shape_target(frontal=frontal)
-    view_mvn = nets.builtin_view_mvn()
-    model = Model(cfg, known.generator, losses.build_perceptual("mobilenet-v2"), view_mvn.mean,
-                  nets.builtin_light_mvn().mean, view_mvn.distribution())
-    image, depth_gt, mask_gt = known.image(), known.depth, known.mask
-    target = Target("known", image, known.z0, image, mask_gt[:, None].float(), depth_gt)
-    ellipsoid = prior_depth(target, cfg)
+    model, target, ellipsoid = known.setup(cfg)
+    depth_gt, mask_gt = known.depth, known.mask
 
     def current() -> dict[str, float]:
         with torch.no_grad():

@@ -34,13 +34,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import losses, nets, render
+from engine import nets, render
 from engine.config import load_config
 from engine.data.known_shape import PIXEL_CENTRES, known_shape_target
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
-from engine.pipeline.run import prior_depth
 from engine.pipeline.trainer import Trainer
 
 
@@ -67,12 +66,8 @@ def test_schedule_with_real_step2_beats_the_ellipsoid_prior():
         "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
         "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lam_bank_light=100",
         "lr=3e-4"])
-    view_mvn = nets.builtin_view_mvn()
-    model = Model(cfg, known.generator, losses.build_perceptual("mobilenet-v2"), view_mvn.mean,
-                  nets.builtin_light_mvn().mean, view_mvn.distribution())
-    image, depth_gt, mask_gt = known.image(), known.depth, known.mask
-    target = Target("known", image, known.z0, image, mask_gt[:, None].float(), depth_gt)
-    ellipsoid = prior_depth(target, cfg)
+    model, target, ellipsoid = known.setup(cfg)
+    image, depth_gt, mask_gt = target.image, known.depth, known.mask
     prior = depth_metrics(ellipsoid, depth_gt, torch.ones_like(ellipsoid), model.cam, mask_gt=mask_gt)
     prior_side, prior_mad = float(prior.side[0]), float(prior.mad[0])
 

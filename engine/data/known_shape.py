@@ -19,8 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import nets, render
+from .. import losses, nets, render
+from ..config import Config
 from ..gan.protocol import ZSpaceGenerator
+from ..pipeline.model import Model, Target
+from ..pipeline.run import prior_depth
 from .mesh import load_base_mesh
 from .synth import SynthConfig, sample_params
 from .synth import render as synth_render
@@ -92,6 +95,16 @@ class KnownShape:
     def image(self) -> torch.Tensor:
         with torch.no_grad():
             return self.generator.synthesize(self.z0)
+
+    def setup(self, cfg: Config) -> tuple[Model, Target, torch.Tensor]:
+        """The method on this generator: the model (MobileNetV2 perceptual loss, built-in view and light
+        distributions), the input as its target and the ellipsoid prior of the input's silhouette."""
+        view_mvn = nets.builtin_view_mvn()
+        model = Model(cfg, self.generator, losses.build_perceptual("mobilenet-v2"), view_mvn.mean,
+                      nets.builtin_light_mvn().mean, view_mvn.distribution())
+        image = self.image()
+        target = Target("known", image, self.z0, image, self.mask[:, None].float(), self.depth)
+        return model, target, prior_depth(target, cfg)
 
     def labelled_renders(self, n: int, seed: int, yaw_deg: float = 30.0, pitch_deg: float = 10.0,
                          rot_range_deg: float = 60.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
