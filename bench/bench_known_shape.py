@@ -1,6 +1,6 @@
 """How close the method gets to a known shape with an ideal generator, as the schedule grows; prints JSON.
 
-    python bench/bench_known_shape.py [--scales 1 4] [--stages 1 2] [--frontal [--exact-bank]] [--threads 1]
+    python bench/bench_known_shape.py [--scales 1 4] [--stages 1 2] [--frontal [--bank exact|relabelled]] [--threads 1]
                                       [--set key=value ...]
 
 The generator is engine.data.known_shape's ideal one (the head's exact depth and albedo rendered
@@ -11,9 +11,12 @@ projection, lam_bank_view 100, lr 3e-4, official ellipsoid). Reported per run: S
 of the ellipsoid, of D after the prior fit, and of the final depth, next to a flat plane, the
 `default` preset's flatter ellipsoid. The ground truth is the generator's own depth and silhouette of
 the input, so the exact shape scores SIDE 0 (its MAD, the floor, comes from the normal estimate on the
-grid). --frontal puts the input in the canonical view instead of the synthetic photo's (yaw 27°);
---exact-bank then swaps every collected bank for exact renders labelled with their true views and lights
-(what step 3 makes of a perfect step 2; add --set lam_bank_light=100 to hand L the true lights too).
+grid). --frontal puts the input in the canonical view instead of the synthetic photo's (yaw 27°).
+With it, --bank exact swaps every collected bank for exact renders labelled with their true views and
+lights (what step 3 makes of a perfect step 2), and --bank relabelled keeps the collected projections
+but labels each with the view and light it shows (fitted latents of the ideal generator) instead of the
+ones its pseudo sample was rendered with; "sampled_label_error" is the RMS gap between the two (V's and
+L's units). The labels reach V and L only through --set lam_bank_view / lam_bank_light.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def scores(depth: torch.Tensor, valid: torch.Tensor, depth_gt: torch.Tensor, mas
     return {"side_x100": round(float(m.side[0]) * 100, 4), "mad_deg": round(float(m.mad[0]), 2)}
 
 
-def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, exact_bank: bool) -> dict:
+def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, bank: str) -> dict:
     flags = ", ".join(["false"] * stages)
     flip3 = ", ".join(["true"] + ["false"] * (stages - 1))
     cfg = load_config("default", overrides=[
@@ -64,19 +67,31 @@ def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, exa
 
     trainer = Trainer(model, [target], cfg, seed=seed, prior_fn=lambda t: ellipsoid)
     t0 = time.perf_counter()
-    per_stage, fitted = [], None
+    per_stage, fitted, label_error = [], None, None
     for phase in trainer.phases:
         trainer.run_phase(phase)
         trainer.after_phase(phase)
-        if phase.step == "collect" and exact_bank:
-            images, views, lights = known.labelled_renders(len(trainer.banks[0]), seed + 100 * phase.stage,
-                                                           rot_range_deg=cfg.xyz_rotation_range)
-            trainer.banks[0] = Bank(images, torch.ones_like(images[:, :1]), views, lights)
+        if phase.step == "collect" and bank != "collected":
+            old = trainer.banks[0]
+            if bank == "exact":
+                images, views, lights = known.labelled_renders(len(old), seed + 100 * phase.stage,
+                                                               rot_range_deg=cfg.xyz_rotation_range)
+                trainer.banks[0] = Bank(images, torch.ones_like(images[:, :1]), views, lights)
+            else:  # relabelled: the collected projections with the views and lights they show
+                shown = known.fit_latents(old.images)
+                views, lights = known.labels(shown, cfg.xyz_rotation_range)
+                with torch.no_grad():
+                    fit_l1 = float((known.generator.synthesize(shown) - old.images).abs().mean())
+                label_error = {"view_rmse": round(float((views - old.views).pow(2).mean().sqrt()), 4),
+                               "light_rmse": round(float((lights - old.lights).pow(2).mean().sqrt()), 4),
+                               "latent_fit_l1": round(fit_l1, 5)}
+                trainer.banks[0] = Bank(old.images, old.masks, views, lights)
         if phase.step == "prior":
             fitted = current()
         elif phase.step == "step3":
             per_stage.append(current())
-    return {"scale": scale, "stages": stages, "seed": seed, "frontal": frontal, "exact_bank": exact_bank,
+    return {"scale": scale, "stages": stages, "seed": seed, "frontal": frontal, "bank": bank,
+            "sampled_label_error": label_error,
             "overrides": extra,
             "iterations": {"step1": [p.iterations for p in trainer.phases if p.step == "step1"],
                            "step3": [p.iterations for p in trainer.phases if p.step == "step3"]},
@@ -105,21 +120,22 @@ def main() -> None:
     parser.add_argument("--stages", type=int, nargs="+", default=[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--frontal", action="store_true", help="input in the canonical view")
-    parser.add_argument("--exact-bank", action="store_true",
-                        help="replace each collected bank by exact renders labelled with their true views and "
-                             "lights (needs --frontal): what step 3 makes of a perfect bank")
+    parser.add_argument("--bank", choices=["collected", "exact", "relabelled"], default="collected",
+                        help="exact: replace each collected bank by exact renders labelled with their true views "
+                             "and lights; relabelled: keep its images, label them with the views and lights they "
+                             "show (both need --frontal)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
     args = parser.parse_args()
-    if args.exact_bank and not args.frontal:
-        parser.error("--exact-bank needs --frontal")
+    if args.bank != "collected" and not args.frontal:
+        parser.error(f"--bank {args.bank} needs --frontal")
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)
     result = {"threads": args.threads, "references": references(args.frontal), "runs": []}
     for stages in args.stages:
         for scale in args.scales:
             for seed in args.seeds:
-                result["runs"].append(run(scale, stages, args.extra, seed, args.frontal, args.exact_bank))
+                result["runs"].append(run(scale, stages, args.extra, seed, args.frontal, args.bank))
                 print(json.dumps(result["runs"][-1]), flush=True)
     print(json.dumps(result))
 

@@ -113,7 +113,7 @@ class Config:
     # Product: the same for L and the light each bank sample's pseudo sample was shaded with (MSE in L's
     # units). 0 = official. With the data's flat grey background L's own estimate decides the normals:
     # known-shape head, 600 step-3 iterations (bench/bench_known_shape.py --scales 4 --frontal), MAD 57.9°
-    # without, 41.6° with it at 100; with a perfect bank (--exact-bank) 48.5° and 23.9°.
+    # without, 41.6° with it at 100; with a perfect bank (--bank exact) 48.5° and 23.9°.
     lam_bank_light: float = 0.0
     # --- geometry and rendering (§2.5, §3) ---
     min_depth: float = 0.9

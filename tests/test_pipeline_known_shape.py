@@ -17,7 +17,7 @@ L are taught the view and light each bank sample's pseudo sample was rendered wi
 term V barely turns in a short schedule (its yaw on the bank stayed at ≈ 0.02 × the true yaw after 400
 step-3 iterations). What the light term does, from `bench/bench_known_shape.py --scales 4 --frontal`
 (600 step-3 iterations; SIDE ×10⁻² / MAD °): without it 1.72 / 57.9, with it 1.68 / 41.6; with
-`--exact-bank` (exact renders labelled with their true views and lights) 1.25 / 48.5 and 1.18 / 23.9.
+`--bank exact` (exact renders labelled with their true views and lights) 1.25 / 48.5 and 1.18 / 23.9.
 On this head a flat plane scores 1.76 / 42.3 and the official ellipsoid 2.82 / 62.9.
 
 Measured here (300 step-3 iterations): SIDE 0.0282 → 0.0152, MAD 62.9° → 38.6° on 1 thread; 0.0168 and

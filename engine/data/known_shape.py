@@ -113,20 +113,36 @@ class KnownShape:
         input only, whose frame is the generator's canonical one."""
         if self.z0[:, :2].abs().max() > 0:
             raise ValueError("labelled renders need the frontal input (known_shape_target(frontal=True))")
-        gen, module = torch.Generator().manual_seed(seed), self.generator.module
+        gen = torch.Generator().manual_seed(seed)
         yaw = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(yaw_deg)
         pitch = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(pitch_deg)
         light_xy = torch.rand(n, 2, generator=gen) * 2 - 1
         z = torch.cat([torch.atanh(yaw / YAW)[:, None], torch.atanh(pitch / PITCH)[:, None], light_xy], 1)
         with torch.no_grad():
             images = self.generator.synthesize(z)
+        return (images, *self.labels(z, rot_range_deg))
+
+    def labels(self, z: torch.Tensor, rot_range_deg: float = 60.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The view (V's units) and canonical-frame light (L's units) that G(z) shows, for a frontal input."""
+        module = self.generator.module
         view = module.view(z)
         rot, _ = render.transform_from_view(view)
         # The generator shades in the camera frame; the model in the canonical one: d_canon = Rᵀ·d_camera.
-        direction = torch.einsum("bji,bj->bi", rot, render.light_direction(light_xy * LIGHT_SCALE))
-        full = torch.ones(n)
+        direction = torch.einsum("bji,bj->bi", rot, render.light_direction(z[:, 2:4] * LIGHT_SCALE))
+        full = torch.ones(z.shape[0])
         lights = nets.light_units(full * module.ambient, full * module.diffuse, direction)
-        return images, view * (180 / math.pi / rot_range_deg), lights
+        return view * (180 / math.pi / rot_range_deg), lights
+
+    def fit_latents(self, images: torch.Tensor, iters: int = 300) -> torch.Tensor:
+        """The latents whose renders match `images` best (Adam on the L1 from z0): what each image shows."""
+        z = self.z0.expand(images.shape[0], -1).clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=0.05)
+        for _ in range(iters):
+            loss = (self.generator.synthesize(z) - images).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return z.detach()
 
 
 def known_shape_target(seed: int = 5, index: int = 0, size: int = 64, frontal: bool = False) -> KnownShape:
