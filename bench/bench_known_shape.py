@@ -27,14 +27,12 @@ import time
 
 import torch
 
-from engine import render
+from engine import prior, render
 from engine.config import load_config
 from engine.data.known_shape import known_shape_target
 from engine.device import tune_cpu_allocator
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
-from engine.pipeline.model import Target
-from engine.pipeline.run import prior_depth
 from engine.pipeline.trainer import Trainer
 
 BASE = ["net_width=0.25", "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
@@ -105,10 +103,9 @@ def references(frontal: bool) -> dict:
     known = known_shape_target(frontal=frontal)
     depth_gt, mask_gt = known.depth, known.mask
     cam, ones = render.Camera(depth_gt.shape[-1]), torch.ones_like(depth_gt)
-    target = Target("known", known.image(), known.z0, None, mask_gt[:, None].float(), depth_gt)
     out = {"flat": scores(ones, ones, depth_gt, mask_gt, cam)}
     for near in (0.91, 0.98):
-        ellipsoid = prior_depth(target, load_config("default", overrides=[f"prior_near={near}"]))
+        ellipsoid = prior.ellipsoid_for(mask_gt.float(), load_config("default", overrides=[f"prior_near={near}"]))[None]
         out[f"ellipsoid_near_{near}"] = scores(ellipsoid, ones, depth_gt, mask_gt, cam)
     out["exact"] = scores(depth_gt, ones, depth_gt, mask_gt, cam)
     return out

@@ -196,8 +196,7 @@ def baseline_depths(cfg: Config, depth_gt: np.ndarray, mask_gt: np.ndarray, avg_
                     ) -> dict[str, np.ndarray]:
     """Input-view depth maps of the baselines for one image (scored with every pixel valid)."""
     mask = torch.from_numpy(mask_gt.astype(np.float32))[None, None]
-    ellipsoid = prior.ellipsoid(mask, cfg.category, cfg.prior_near, cfg.prior_far, cfg.prior_mask_threshold,
-                                cfg.prior_center_quirk)  # as the pipeline's prior_depth builds it
+    ellipsoid = prior.ellipsoid_for(mask, cfg)
     return {NULL: np.ones_like(depth_gt), AVERAGE: avg_gt, PRIOR: ellipsoid.reshape(depth_gt.shape).numpy(),
             GROUND_TRUTH: depth_gt}
 

@@ -7,6 +7,7 @@ Public API:
         center_quirk (official) the vertical squash is about row S/2, so the ellipse centre sits at row
         S/2 + ratio·(c_y − S/2); center_quirk=False centres it on the mask's bounding box.
         An empty mask (nothing ≥ threshold) → EngineError (§13.28).
+    ellipsoid_for(mask, cfg) -> S×S depth: the same with the config's prior_* settings and category.
     fit_prior(net_d, image, prior_depth, cfg, progress=None, grad_sync=None) -> float
         Adam on D only (cfg.prior_fit_iters, cfg.prior_fit_lr, cfg.weight_decay, cfg.adam_betas),
         MSE between depth_from_raw(D(image)) (no border clamp) and the prior; progress(i, total, loss)
@@ -67,6 +68,12 @@ def check_mask(mask: torch.Tensor, threshold: float = 0.7, what: str = "mask") -
     if mask.numel() == 0 or not bool((mask >= threshold).any()):
         raise EngineError(f"the {what} is empty: no pixel reaches {threshold:g} (no object found); "
                           "give a mask with --mask or an image with an alpha channel")
+
+
+def ellipsoid_for(mask: torch.Tensor, cfg: Any) -> torch.Tensor:
+    """The ellipsoid with a config's prior settings (category, prior_near/far, threshold, centre quirk)."""
+    return ellipsoid(mask, cfg.category, cfg.prior_near, cfg.prior_far, cfg.prior_mask_threshold,
+                     cfg.prior_center_quirk)
 
 
 def ellipsoid(mask: torch.Tensor, category: str = "object", near: float = 0.91, far: float = 1.02,

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import losses, nets, render
+from .. import losses, nets, prior, render
 from ..config import Config
 from ..gan.protocol import ZSpaceGenerator
 from ..pipeline.model import Model, Target
-from ..pipeline.run import prior_depth
 from .mesh import load_base_mesh
 from .synth import SynthConfig, sample_params
 from .synth import render as synth_render
@@ -104,7 +103,7 @@ class KnownShape:
                       nets.builtin_light_mvn().mean, view_mvn.distribution())
         image = self.image()
         target = Target("known", image, self.z0, image, self.mask[:, None].float(), self.depth)
-        return model, target, prior_depth(target, cfg)
+        return model, target, prior.ellipsoid_for(target.mask, cfg)[None]
 
     def labelled_renders(self, n: int, seed: int, yaw_deg: float = 30.0, pitch_deg: float = 10.0,
                          rot_range_deg: float = 60.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -222,9 +222,7 @@ def make_target(req: Request, inp: Inputs, frozen: Frozen, device: torch.device,
 
 def prior_depth(target: Target, cfg: Config) -> torch.Tensor:
     """The ellipsoid of the target's object mask (§4.2), 1×S×S on the target's device."""
-    depth = prior.ellipsoid(target.mask, cfg.category, cfg.prior_near, cfg.prior_far, cfg.prior_mask_threshold,
-                            cfg.prior_center_quirk)
-    return depth[None].to(target.image.device)
+    return prior.ellipsoid_for(target.mask, cfg)[None].to(target.image.device)
 
 
 def run_fingerprint(req: Request, inp: Inputs) -> str:
