@@ -1,7 +1,7 @@
 """How close the method gets to a known shape with an ideal generator, as the schedule grows; prints JSON.
 
-    python bench/bench_known_shape.py [--scales 1 4] [--stages 1 2] [--frontal [--bank exact|relabelled]] [--threads 1]
-                                      [--set key=value ...]
+    python bench/bench_known_shape.py [--scales 1 4] [--stages 1 2] [--seeds 0 1] [--threads 1] [--set key=value ...]
+                                      [--frontal [--bank exact|relabelled]] [--masks collected|ones]
 
 The generator is engine.data.known_shape's ideal one (the head's exact depth and albedo rendered
 under any view and light), so the result bounds what a better GAN could give at that schedule.
@@ -12,11 +12,13 @@ of the ellipsoid, of D after the prior fit, and of the final depth, next to a fl
 `default` preset's flatter ellipsoid. The ground truth is the generator's own depth and silhouette of
 the input, so the exact shape scores SIDE 0 (its MAD, the floor, comes from the normal estimate on the
 grid). --frontal puts the input in the canonical view instead of the synthetic photo's (yaw 27°).
-With it, --bank exact swaps every collected bank for exact renders labelled with their true views and
-lights (what step 3 makes of a perfect step 2), and --bank relabelled keeps the collected projections
-but labels each with the view and light it shows (fitted latents of the ideal generator) instead of the
-ones its pseudo sample was rendered with; "sampled_label_error" is the RMS gap between the two (V's and
-L's units). The labels reach V and L only through --set lam_bank_view / lam_bank_light.
+With it, every bank's "label_error" is the RMS gap (V's units; L's units per output) between the
+labels it holds and the views and lights its projections show (their latents fitted in the ideal
+generator), "label_spread" the spread of its labels; --bank exact swaps every collected bank for exact
+renders labelled with their true views and lights (what step 3 makes of a perfect step 2), and --bank
+relabelled keeps the collected projections but labels them with what they show. --masks ones drops the
+pseudo samples' masks from step 3. The labels reach V and L only through --set lam_bank_view /
+lam_bank_light; --set bank_labels=\"fitted\" refits them in the pipeline itself.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ def scores(depth: torch.Tensor, valid: torch.Tensor, depth_gt: torch.Tensor, mas
     return {"side_x100": round(float(m.side[0]) * 100, 4), "mad_deg": round(float(m.mad[0]), 2)}
 
 
-def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, bank: str) -> dict:
+def spread(views: torch.Tensor, lights: torch.Tensor) -> dict[str, float]:
+    """How far a bank's labels range: std of yaw and pitch (V's units) and of L's four outputs."""
+    return {"yaw_std": round(float(views[:, 1].std()), 4), "pitch_std": round(float(views[:, 0].std()), 4),
+            "light_std": [round(float(s), 4) for s in lights.std(0)]}
+
+
+def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, bank: str, masks: str) -> dict:
     flags = ", ".join(["false"] * stages)
     flip3 = ", ".join(["true"] + ["false"] * (stages - 1))
     cfg = load_config("default", overrides=[
@@ -65,31 +73,37 @@ def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, ban
 
     trainer = Trainer(model, [target], cfg, seed=seed, prior_fn=lambda t: ellipsoid)
     t0 = time.perf_counter()
-    per_stage, fitted, label_error = [], None, None
+    per_stage, fitted, label_error, label_spread = [], None, [], []
     for phase in trainer.phases:
         trainer.run_phase(phase)
         trainer.after_phase(phase)
-        if phase.step == "collect" and bank != "collected":
+        if phase.step == "collect" and frontal:
             old = trainer.banks[0]
+            shown = known.fit_latents(old.images)  # what each projection shows
+            views, lights = known.labels(shown, cfg.xyz_rotation_range)
+            with torch.no_grad():
+                fit_l1 = float((known.generator.synthesize(shown) - old.images).abs().mean())
+            label_error.append({"view_rmse": round(float((views - old.views).pow(2).mean().sqrt()), 4),
+                                "light_rmse": [round(float(e), 4) for e in (lights - old.lights).pow(2).mean(0).sqrt()],
+                                "latent_fit_l1": round(fit_l1, 5)})
             if bank == "exact":
                 images, views, lights = known.labelled_renders(len(old), seed + 100 * phase.stage,
                                                                rot_range_deg=cfg.xyz_rotation_range)
-                trainer.banks[0] = Bank(images, torch.ones_like(images[:, :1]), views, lights)
-            else:  # relabelled: the collected projections with the views and lights they show
-                shown = known.fit_latents(old.images)
-                views, lights = known.labels(shown, cfg.xyz_rotation_range)
-                with torch.no_grad():
-                    fit_l1 = float((known.generator.synthesize(shown) - old.images).abs().mean())
-                label_error = {"view_rmse": round(float((views - old.views).pow(2).mean().sqrt()), 4),
-                               "light_rmse": round(float((lights - old.lights).pow(2).mean().sqrt()), 4),
-                               "latent_fit_l1": round(fit_l1, 5)}
+                bank_masks = old.masks if masks == "collected" else torch.ones_like(images[:, :1])
+                trainer.banks[0] = Bank(images, bank_masks, views, lights)
+            elif bank == "relabelled":
                 trainer.banks[0] = Bank(old.images, old.masks, views, lights)
+        if phase.step == "collect" and masks == "ones":
+            old = trainer.banks[0]
+            trainer.banks[0] = Bank(old.images, torch.ones_like(old.masks), old.views, old.lights)
+        if phase.step == "collect":
+            label_spread.append(spread(trainer.banks[0].views, trainer.banks[0].lights))
         if phase.step == "prior":
             fitted = current()
         elif phase.step == "step3":
             per_stage.append(current())
-    return {"scale": scale, "stages": stages, "seed": seed, "frontal": frontal, "bank": bank,
-            "sampled_label_error": label_error,
+    return {"scale": scale, "stages": stages, "seed": seed, "frontal": frontal, "bank": bank, "masks": masks,
+            "label_spread": label_spread, "label_error": label_error,
             "overrides": extra,
             "iterations": {"step1": [p.iterations for p in trainer.phases if p.step == "step1"],
                            "step3": [p.iterations for p in trainer.phases if p.step == "step3"]},
@@ -121,6 +135,9 @@ def main() -> None:
                         help="exact: replace each collected bank by exact renders labelled with their true views "
                              "and lights; relabelled: keep its images, label them with the views and lights they "
                              "show (both need --frontal)")
+    parser.add_argument("--masks", choices=["auto", "collected", "ones"], default="auto",
+                        help="step-3 masks of the bank: the collected pseudo samples' or none (all ones); "
+                             "auto: ones for --bank exact, collected otherwise")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
     args = parser.parse_args()
@@ -132,7 +149,8 @@ def main() -> None:
     for stages in args.stages:
         for scale in args.scales:
             for seed in args.seeds:
-                result["runs"].append(run(scale, stages, args.extra, seed, args.frontal, args.bank))
+                result["runs"].append(run(scale, stages, args.extra, seed, args.frontal, args.bank,
+                                          args.masks))
                 print(json.dumps(result["runs"][-1]), flush=True)
     print(json.dumps(result))
 
