@@ -268,7 +268,8 @@ def test_fitted_bank_labels_recover_the_view_and_light_a_projection_shows(setup)
     n = true_views.shape[0]
     with torch.no_grad():
         images, _ = fit_model.render_estimate(depth.expand(n, -1, -1), albedo.expand(n, -1, -1, -1),
-                                              estimate.cache["normal"].expand(n, -1, -1, -1), true_views, true_lights)
+                                              estimate.cache["normal"].expand(n, -1, -1, -1),
+                                              fit_model.to_transform(true_views), true_lights)
     start_views = true_views + torch.tensor([0.1, -0.1, 0, 0, 0, 0])
     start_lights = true_lights + torch.tensor([0.1, 0.1, -0.3, 0.3])
     views, lights = fit_model.fit_labels(estimate, images, torch.ones(n, 1, 64, 64), start_views, start_lights)

@@ -261,12 +261,13 @@ class Model(nn.Module):
             views, lights = self.fit_labels(target, proj, mask, views, lights)
         return proj.cpu(), mask.cpu(), views.cpu(), lights.cpu()
 
-    def render_estimate(self, depth: torch.Tensor, albedo: torch.Tensor, normal: torch.Tensor, view: torch.Tensor,
+    def render_estimate(self, depth: torch.Tensor, albedo: torch.Tensor, normal: torch.Tensor, view_t: torch.Tensor,
                         light: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A canonical estimate shaded by `light` (L's units) and seen in `view` (V's units): (image, valid)."""
+        """A canonical estimate shaded by `light` (L's units) and seen in `view_t` (the renderer's view, see
+        `to_transform`): (image, valid)."""
         k_a, k_d, direction = nets.light_params(light)
         canon, _, _ = render.shade(albedo, normal, k_a, k_d, direction)
-        recon, valid, _ = render.render_view(canon, depth, self.to_transform(view), self.cam, self.opts)
+        recon, valid, _ = render.render_view(canon, depth, view_t, self.cam, self.opts)
         return recon, valid.detach()
 
     def fit_labels(self, target: Target, images: torch.Tensor, mask: torch.Tensor, views: torch.Tensor,
@@ -281,7 +282,7 @@ class Model(nn.Module):
         opt = torch.optim.Adam([view, light], lr=self.cfg.bank_label_lr)
         with torch.enable_grad():
             for _ in range(self.cfg.bank_label_iters):
-                recon, valid = self.render_estimate(depth, albedo, normal, view, light)
+                recon, valid = self.render_estimate(depth, albedo, normal, self.to_transform(view), light)
                 loss = losses.photometric_l1(recon, images, valid * mask[:, 0])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -311,7 +312,7 @@ class Model(nn.Module):
         depth = torch.cat([batch_of(depth[i:i + 1], b) for i in range(copies)])
         albedo = torch.cat([batch_of(albedo[i:i + 1], b) for i in range(copies)])
         normal = torch.cat([batch_of(normal[i:i + 1], b) for i in range(copies)])
-        recon, valid = self.render_estimate(depth, albedo, normal, predicted.repeat(copies, 1),
+        recon, valid = self.render_estimate(depth, albedo, normal, self.to_transform(predicted).repeat(copies, 1),
                                             light.repeat(copies, 1))
         mask = valid[:b] * valid[b:] if flip3 else valid
         mask = mask * proj_mask[:, 0]
