@@ -48,7 +48,7 @@ def scores(depth: torch.Tensor, valid: torch.Tensor, depth_gt: torch.Tensor, mas
     return {"side_x100": round(float(m.side[0]) * 100, 4), "mad_deg": round(float(m.mad[0]), 2)}
 
 
-def spread(views: torch.Tensor, lights: torch.Tensor) -> dict[str, float]:
+def spread(views: torch.Tensor, lights: torch.Tensor) -> dict[str, float | list[float]]:
     """How far a bank's labels range: std of yaw and pitch (V's units) and of L's four outputs."""
     return {"yaw_std": round(float(views[:, 1].std()), 4), "pitch_std": round(float(views[:, 0].std()), 4),
             "light_std": [round(float(s), 4) for s in lights.std(0)]}
