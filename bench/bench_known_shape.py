@@ -31,7 +31,7 @@ import torch
 
 from engine import prior, render
 from engine.config import load_config
-from engine.data.known_shape import known_shape_target
+from engine.data.known_shape import KnownShape, known_shape_target
 from engine.device import tune_cpu_allocator
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
@@ -52,6 +52,19 @@ def spread(views: torch.Tensor, lights: torch.Tensor) -> dict[str, float | list[
     """How far a bank's labels range: std of yaw and pitch (V's units) and of L's four outputs."""
     return {"yaw_std": round(float(views[:, 1].std()), 4), "pitch_std": round(float(views[:, 0].std()), 4),
             "light_std": [round(float(s), 4) for s in lights.std(0)]}
+
+
+def shown_labels(known: KnownShape, bank: Bank, rot_range_deg: float) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The views and lights a bank's projections show (their latents fitted in the ideal generator) and
+    the RMS gap of the bank's own labels to them."""
+    shown = known.fit_latents(bank.images)
+    views, lights = known.labels(shown, rot_range_deg)
+    with torch.no_grad():
+        fit_l1 = float((known.generator.synthesize(shown) - bank.images).abs().mean())
+    error = {"view_rmse": round(float((views - bank.views).pow(2).mean().sqrt()), 4),
+             "light_rmse": [round(float(e), 4) for e in (lights - bank.lights).pow(2).mean(0).sqrt()],
+             "latent_fit_l1": round(fit_l1, 5)}
+    return views, lights, error
 
 
 def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, bank: str, masks: str) -> dict:
@@ -77,27 +90,20 @@ def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, ban
     for phase in trainer.phases:
         trainer.run_phase(phase)
         trainer.after_phase(phase)
-        if phase.step == "collect" and frontal:
+        if phase.step == "collect":
             old = trainer.banks[0]
-            shown = known.fit_latents(old.images)  # what each projection shows
-            views, lights = known.labels(shown, cfg.xyz_rotation_range)
-            with torch.no_grad():
-                fit_l1 = float((known.generator.synthesize(shown) - old.images).abs().mean())
-            label_error.append({"view_rmse": round(float((views - old.views).pow(2).mean().sqrt()), 4),
-                                "light_rmse": [round(float(e), 4) for e in (lights - old.lights).pow(2).mean(0).sqrt()],
-                                "latent_fit_l1": round(fit_l1, 5)})
+            images, views, lights = old.images, old.views, old.lights
+            if frontal:
+                shown_views, shown_lights, error = shown_labels(known, old, cfg.xyz_rotation_range)
+                label_error.append(error)
+                if bank == "relabelled":
+                    views, lights = shown_views, shown_lights
             if bank == "exact":
                 images, views, lights = known.labelled_renders(len(old), seed + 100 * phase.stage,
                                                                rot_range_deg=cfg.xyz_rotation_range)
-                bank_masks = old.masks if masks == "collected" else torch.ones_like(images[:, :1])
-                trainer.banks[0] = Bank(images, bank_masks, views, lights)
-            elif bank == "relabelled":
-                trainer.banks[0] = Bank(old.images, old.masks, views, lights)
-        if phase.step == "collect" and masks == "ones":
-            old = trainer.banks[0]
-            trainer.banks[0] = Bank(old.images, torch.ones_like(old.masks), old.views, old.lights)
-        if phase.step == "collect":
-            label_spread.append(spread(trainer.banks[0].views, trainer.banks[0].lights))
+            keep_masks = masks == "collected" or (masks == "auto" and bank != "exact")
+            trainer.banks[0] = Bank(images, old.masks if keep_masks else torch.ones_like(old.masks), views, lights)
+            label_spread.append(spread(views, lights))
         if phase.step == "prior":
             fitted = current()
         elif phase.step == "step3":

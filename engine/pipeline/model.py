@@ -295,8 +295,8 @@ class Model(nn.Module):
                       flip3: bool, proj_views: torch.Tensor | None = None,
                       proj_lights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         """Input term + reconstruction of projected samples from the shared canonical shape (§6), plus
-        `lam_bank_view` × MSE between V's views of the samples and the views they were rendered from and
-        `lam_bank_light` × the same for L and the lights they were shaded with."""
+        `lam_bank_view` × MSE between V's views of the samples and the bank's views (see `bank_labels`) and
+        `lam_bank_light` × the same for L and the bank's lights."""
         loss, out = self.step1_forward(target, flip=flip1 or flip3, refresh_mask=True)
         b = proj.shape[0]
         predicted = self.predict_view(proj)
