@@ -14,10 +14,11 @@ the input, so the exact shape scores SIDE 0 (its MAD, the floor, comes from the 
 grid). --frontal puts the input in the canonical view instead of the synthetic photo's (yaw 27°).
 With it, every bank's "label_error" is the RMS gap (V's units; L's units per output) between the
 labels it holds and the views and lights its projections show (their latents fitted in the ideal
-generator), "label_spread" the spread of its labels; --bank exact swaps every collected bank for exact
-renders labelled with their true views and lights (what step 3 makes of a perfect step 2), and --bank
-relabelled keeps the collected projections but labels them with what they show. --masks ones drops the
-pseudo samples' masks from step 3. The labels reach V and L only through --set lam_bank_view /
+generator), with the slope of shown on held label per angle and light direction, "label_spread"
+the spread of its labels; --bank exact swaps every collected bank for exact renders labelled with
+their true views and lights (what step 3 makes of a perfect step 2), and --bank relabelled keeps the
+collected projections but labels them with what they show. --masks ones drops the pseudo samples'
+masks from step 3. The labels reach V and L only through --set lam_bank_view /
 lam_bank_light; --set bank_labels=\"fitted\" refits them in the pipeline itself.
 """
 
@@ -54,16 +55,25 @@ def spread(views: torch.Tensor, lights: torch.Tensor) -> dict[str, float | list[
             "light_std": [round(float(s), 4) for s in lights.std(0)]}
 
 
+def slope(held: torch.Tensor, shown: torch.Tensor) -> float:
+    """Least-squares slope of what the projections show on the labels held (1: followed, 0: ignored)."""
+    x = held - held.mean()
+    return round(float((x * (shown - shown.mean())).sum() / x.pow(2).sum().clamp_min(1e-12)), 4)
+
+
 def shown_labels(known: KnownShape, bank: Bank, rot_range_deg: float) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """The views and lights a bank's projections show (their latents fitted in the ideal generator) and
-    the RMS gap of the bank's own labels to them."""
+    """The views and lights a bank's projections show (their latents fitted in the ideal generator), the
+    RMS gap of the bank's own labels to them and the slope of shown on held label (yaw, pitch, light x, y)."""
     shown = known.fit_latents(bank.images)
     views, lights = known.labels(shown, rot_range_deg)
     with torch.no_grad():
         fit_l1 = float((known.generator.synthesize(shown) - bank.images).abs().mean())
     error = {"view_rmse": round(float((views - bank.views).pow(2).mean().sqrt()), 4),
              "light_rmse": [round(float(e), 4) for e in (lights - bank.lights).pow(2).mean(0).sqrt()],
-             "latent_fit_l1": round(fit_l1, 5)}
+             "latent_fit_l1": round(fit_l1, 5),
+             "slope": {"yaw": slope(bank.views[:, 1], views[:, 1]), "pitch": slope(bank.views[:, 0], views[:, 0]),
+                       "light_x": slope(bank.lights[:, 2], lights[:, 2]),
+                       "light_y": slope(bank.lights[:, 3], lights[:, 3])}}
     return views, lights, error
 
 

@@ -284,3 +284,21 @@ def test_fitted_bank_labels_recover_the_view_and_light_a_projection_shows(setup)
         labels.append(m.collect_batch(target, torch.Generator().manual_seed(2)))
     sampled, fitted = labels
     assert torch.equal(sampled[0], fitted[0]) and not torch.allclose(sampled[2], fitted[2])
+
+
+def test_a_batch_with_flip_decomposes_each_image_as_if_alone(setup):
+    """predict on B images (symmetric pre-training across samples) = each image on its own: the mirrored
+    twins, lights, views and validity stay with their image."""
+    _, model, _ = setup
+    gen = model.generator
+    with torch.no_grad():
+        images = gen.synthesize(gen.sample_latents(3, torch.Generator().manual_seed(11))).clamp(-1, 1)
+    with torch.no_grad():
+        batch = model.predict(images, flip=True)
+        alone = [model.predict(images[i:i + 1], flip=True) for i in range(3)]
+    assert batch["recon"].shape[0] == 6 and batch["valid"].shape[0] == 3
+    for i in range(3):
+        for key, rows in (("recon", [i, 3 + i]), ("depth", [i, 3 + i]), ("light", [i, 3 + i]), ("valid", [i]),
+                          ("view_t", [i])):
+            torch.testing.assert_close(batch[key][rows], alone[i][key], atol=1e-5, rtol=1e-4, msg=key)
+    assert not torch.allclose(batch["recon"][0], batch["recon"][1])  # different images

@@ -113,37 +113,43 @@ class Model(nn.Module):
     # ------------------------------------------------------------------------------------------
     # step 1 (also the input term of step 3)
     def predict(self, image: torch.Tensor, flip: bool = False) -> dict[str, torch.Tensor]:
-        """The photo-geometric decomposition of the input and its re-rendering (§1.1, §2.5).
+        """The photo-geometric decomposition of a batch of B images and its re-rendering (§1.1, §2.5).
 
-        flip appends the mirrored depth and albedo (batch of 2, the light repeated, the view shared).
+        flip appends the mirrored depths and albedos (batch 2B, each image's light and view repeated); the
+        validity is then where both renderings of an image are valid (B×H×W).
         """
         depth = self.predict_depth(image)
         albedo = self.nets["netA"](image)
         view = self.predict_view(image)
         light = self.predict_light(image)
+        b, copies = depth.shape[0], 2 if flip else 1
         if flip:
             depth = torch.cat([depth, mirror(depth)])
             albedo = torch.cat([albedo, mirror(albedo)])
-            light = light.expand(2, -1)
-        n = depth.shape[0]
+        light = light.repeat(copies, 1)
         normal = render.normals_from_depth(depth, self.cam)
         k_a, k_d, direction = nets.light_params(light)
         canon, shading, diffuse = render.shade(albedo, normal, k_a, k_d, direction)
         view_t = self.to_transform(view)
-        recon, valid, depth_view = render.render_view(canon, depth, view_t.expand(n, -1), self.cam, self.opts)
-        valid = valid.prod(0, keepdim=True).detach() if flip else valid.detach()
+        recon, valid, depth_view = render.render_view(canon, depth, view_t.repeat(copies, 1), self.cam, self.opts)
+        valid = (valid[:b] * valid[b:] if flip else valid).detach()
         return {"depth": depth, "albedo": albedo, "normal": normal, "view": view, "view_t": view_t,
                 "light": light, "ambient": k_a, "diffuse_k": k_d, "direction": direction, "canon": canon,
                 "shading": shading, "diffuse": diffuse, "recon": recon, "valid": valid, "depth_view": depth_view}
 
+    def input_loss(self, image: torch.Tensor, out: dict[str, torch.Tensor], flip: bool) -> torch.Tensor:
+        """Step 1's loss of `predict(image, flip)`: each reconstruction (and its mirrored twin) against the
+        image where valid, plus the smoothness terms."""
+        b, mask = image.shape[0], out["valid"]
+        loss = self.recon_terms(out["recon"][:b], image, mask)
+        if flip:
+            loss = loss + self.recon_terms(out["recon"][b:], image, mask)
+        return loss + self.cfg.lam_smooth * (losses.smooth_loss(out["depth"]) + losses.smooth_loss(out["diffuse"]))
+
     def step1_forward(self, target: Target, flip: bool, refresh_mask: bool = False) -> tuple[torch.Tensor, dict]:
         """Reconstruct the input (L_input of §7.3) and cache the canonical estimate for step 2."""
         out = self.predict(target.image, flip)
-        image, mask = target.image, out["valid"]
-        loss = self.recon_terms(out["recon"][:1], image, mask)
-        if flip:
-            loss = loss + self.recon_terms(out["recon"][1:], image, mask)
-        loss = loss + self.cfg.lam_smooth * (losses.smooth_loss(out["depth"]) + losses.smooth_loss(out["diffuse"]))
+        loss = self.input_loss(target.image, out, flip)
         if self.cfg.use_mask and (refresh_mask or "canon_mask" not in target.cache):
             target.cache["canon_mask"] = self.canonical_mask(target, out["depth"], out["view_t"])
         target.cache.update(depth=out["depth"][:1].detach(), albedo=out["albedo"][:1].detach(),

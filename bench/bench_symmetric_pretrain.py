@@ -1,0 +1,123 @@
+"""How far symmetric pre-training across many GAN samples takes D, A, V and L on its own; prints JSON.
+
+    python bench/bench_symmetric_pretrain.py [--iters 2500] [--batch 16] [--center 1] [--eval-every 250]
+                                             [--n-eval 100] [--threads 1] [--weights FILE] [--out FILE.pth]
+                                             [--set key=value ...]
+
+The candidate next step of docs/default-model.md ("a light estimate that does not depend on one image's
+shape"): Unsup3d's objective, batched, on fresh untruncated samples of the `default` generator. Each
+iteration trains all four nets at once (Adam, the preset's lr and weight decay) on step 1's loss of
+the batch with the mirrored twin (`Model.input_loss`, flip on), plus `--center` × the squared batch mean
+of V's rotation outputs: the category's views are centred on frontal, and without the term V drifted
+to a constant 60° yaw in a trial. Every --eval-every iterations the nets are scored as they are (no
+per-image training) on held-out renders of the data generator (seed 1): SIDE ×10⁻² and MAD of the
+canonical depth seen in the predicted view (what `evaluate` scores in a bundle; GT mask by the §11.2
+rule), the slope of predicted on true yaw and pitch with the mean |yaw error| next to always answering
+frontal, and the correlation and slope of predicted on true light x. --out writes the nets as a
+gan2shape checkpoint (usable as `--set pretrain=FILE`). Defaults: MobileNetV2 perceptual net, lam_perc 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from engine import nets, render
+from engine.config import load_config
+from engine.data.synth import SynthConfig, render_images
+from engine.device import tune_cpu_allocator
+from engine.metrics import depth_metrics
+from engine.pipeline.model import Model
+from engine.pipeline.run import build_model, load_frozen
+from engine.progress import Progress
+
+BASE = ['perceptual="mobilenet-v2"', "lam_perc=0"]
+TRAINED = ("netD", "netA", "netV", "netL")
+
+
+def slope(true: np.ndarray, predicted: np.ndarray) -> float:
+    return round(float(np.polyfit(true, predicted, 1)[0]), 4)
+
+
+def held_out(n: int, size: int) -> dict[str, np.ndarray]:
+    data = render_images(SynthConfig(image_size=size), 1, np.arange(n))
+    data["image"] = torch.from_numpy(data["rgb"]).float().permute(0, 3, 1, 2) / 127.5 - 1
+    return data
+
+
+def score(model: Model, data: dict) -> dict[str, float]:
+    """The nets as they are on the held-out renders (eval mode, no gradients)."""
+    for name in TRAINED:
+        model.nets[name].eval()
+    with torch.no_grad():
+        out = model.predict(data["image"])
+    model.train_only(TRAINED)
+    depth = out["depth_view"].double()
+    far = render.RasterOptions(min_depth=model.cfg.min_depth, max_depth=model.cfg.max_depth).far_clamp
+    m = depth_metrics(depth, torch.from_numpy(data["depth"]).double(), depth < far, model.cam)
+    angle = np.degrees(out["view_t"][:, :3].numpy())
+    true = np.degrees(data["view"][:, :3])
+    light_x, true_x = out["light"][:, 2].numpy(), data["light"][:, 2]
+    return {"side_x100": round(float(np.nanmean(m.side.numpy())) * 100, 4),
+            "mad_deg": round(float(np.nanmean(m.mad.numpy())), 2),
+            "yaw_slope": slope(true[:, 1], angle[:, 1]), "pitch_slope": slope(true[:, 0], angle[:, 0]),
+            "yaw_abs_error_deg": round(float(np.abs(angle[:, 1] - true[:, 1]).mean()), 2),
+            "yaw_frontal_abs_error_deg": round(float(np.abs(true[:, 1]).mean()), 2),
+            "light_x_corr": round(float(np.corrcoef(true_x, light_x)[0, 1]), 4),
+            "light_x_slope": slope(true_x, light_x)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iters", type=int, default=2500)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--center", type=float, default=1.0, help="weight of the squared batch-mean rotation")
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--n-eval", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--weights", help="generator checkpoint (default: the preset's)")
+    parser.add_argument("--out", help="write the trained nets here (gan2shape checkpoint)")
+    parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
+    args = parser.parse_args()
+    tune_cpu_allocator()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    cfg = load_config("default", overrides=[*BASE, *args.extra])
+    cpu = torch.device("cpu")
+    frozen = load_frozen(cfg, cpu, Progress(json_mode=True), weights_name=args.weights)
+    model, _ = build_model(cfg, frozen, cpu)
+    model.train_only(TRAINED)
+    params = [p for name in TRAINED for p in model.nets[name].parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
+    draws = torch.Generator().manual_seed(args.seed)
+    data = held_out(args.n_eval, cfg.image_size)
+    curve = [{"iteration": 0, **score(model, data)}]
+    print(json.dumps(curve[-1]), flush=True)
+    t0, running = time.perf_counter(), 0.0
+    for it in range(1, args.iters + 1):
+        with torch.no_grad():
+            images = model.gan_images(frozen.generator.sample_latents(args.batch, draws))
+        out = model.predict(images, flip=True)
+        loss = model.input_loss(images, out, flip=True) + args.center * out["view"][:, :3].mean(0).pow(2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += float(loss.detach())
+        if it % args.eval_every == 0 or it == args.iters:
+            curve.append({"iteration": it, "seconds": round(time.perf_counter() - t0, 1),
+                          "loss": round(running / (it - curve[-1]["iteration"]), 5), **score(model, data)})
+            running = 0.0
+            print(json.dumps(curve[-1]), flush=True)
+    if args.out:
+        nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in TRAINED})
+    print(json.dumps({"threads": args.threads, "batch": args.batch, "center": args.center, "overrides": args.extra,
+                      "generator": str(frozen.gan_path), "curve": curve}))
+
+
+if __name__ == "__main__":
+    main()
