@@ -6,15 +6,16 @@
 
 The candidate next step of docs/default-model.md ("a light estimate that does not depend on one image's
 shape"): Unsup3d's objective, batched, on fresh untruncated samples of the `default` generator. Each
-iteration trains all four nets at once (Adam, the preset's lr and weight decay) on step 1's loss of
-the batch with the mirrored twin (`Model.input_loss`, flip on), plus `--center` × the squared batch mean
-of V's rotation outputs: the category's views are centred on frontal, and without the term V drifted
-to a constant 60° yaw in a trial. Every --eval-every iterations the nets are scored as they are (no
-per-image training) on held-out renders of the data generator (seed 1): SIDE ×10⁻² and MAD of the
-canonical depth seen in the predicted view (what `evaluate` scores in a bundle; GT mask by the §11.2
-rule), the slope of predicted on true yaw and pitch with the mean |yaw error| next to always answering
-frontal, and the correlation and slope of predicted on true light x. --out writes the nets as a
-gan2shape checkpoint (usable as `--set pretrain=FILE`). Defaults: MobileNetV2 perceptual net, lam_perc 0.
+iteration trains all four nets at once (Adam, the preset's lr and weight decay) on step 1's loss of the
+batch with the mirrored twin (`Model.input_loss`, flip on), plus `--center` × the squared batch mean of
+V's rotation outputs: the category's views are centred on frontal, and without the term V drifts to a
+constant yaw at the edge of its range (docs/default-model.md, item 8). Every --eval-every iterations the
+nets are scored as they are (no per-image training) on held-out renders of the data generator (seed 1):
+SIDE ×10⁻² and MAD of the canonical depth seen in the predicted view (what `evaluate` scores in a
+bundle; GT mask by the §11.2 rule), the slope of predicted on true yaw and pitch with the mean |yaw
+error| next to always answering frontal, and the correlation and slope of predicted on true light x.
+--out writes the nets as a gan2shape checkpoint (usable as `--set pretrain=FILE`). Defaults: MobileNetV2
+perceptual net, lam_perc 0.
 """
 
 from __future__ import annotations
