@@ -27,10 +27,11 @@ import time
 import numpy as np
 import torch
 
-from engine import nets, render
+from engine import nets
 from engine.config import load_config
 from engine.data.synth import SynthConfig, render_images
 from engine.device import tune_cpu_allocator
+from engine.evaluate import hit
 from engine.metrics import depth_metrics
 from engine.pipeline.model import Model
 from engine.pipeline.run import build_model, load_frozen
@@ -58,8 +59,8 @@ def score(model: Model, data: dict) -> dict[str, float]:
         out = model.predict(data["image"])
     model.train_only(TRAINED)
     depth = out["depth_view"].double()
-    far = render.RasterOptions(min_depth=model.cfg.min_depth, max_depth=model.cfg.max_depth).far_clamp
-    m = depth_metrics(depth, torch.from_numpy(data["depth"]).double(), depth < far, model.cam)
+    valid = torch.from_numpy(hit(depth.numpy(), model.cfg))
+    m = depth_metrics(depth, torch.from_numpy(data["depth"]).double(), valid, model.cam)
     angle = np.degrees(out["view_t"][:, :3].numpy())
     true = np.degrees(data["view"][:, :3])
     light_x, true_x = out["light"][:, 2].numpy(), data["light"][:, 2]

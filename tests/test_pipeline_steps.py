@@ -293,7 +293,6 @@ def test_a_batch_with_flip_decomposes_each_image_as_if_alone(setup):
     gen = model.generator
     with torch.no_grad():
         images = gen.synthesize(gen.sample_latents(3, torch.Generator().manual_seed(11))).clamp(-1, 1)
-    with torch.no_grad():
         batch = model.predict(images, flip=True)
         alone = [model.predict(images[i:i + 1], flip=True) for i in range(3)]
     assert batch["recon"].shape[0] == 6 and batch["valid"].shape[0] == 3
