@@ -280,7 +280,7 @@ class Model(nn.Module):
                    lights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The views and lights under which the current canonical estimate best re-renders `images`
         (masked L1, Adam from the sampled ones): the GAN's projection moves a pseudo sample's pose and light,
-        so the sampled ones mislabel it (known-shape head: RMS 0.16 in V's and 0.6 in L's units)."""
+        so the sampled ones mislabel it (known-shape head: docs/default-model.md, items 7 and 8)."""
         n, cache = images.shape[0], target.cache
         depth, albedo, normal = (batch_of(cache[k], n) for k in ("depth", "albedo", "normal"))
         view = views.clone().requires_grad_(True)
@@ -307,12 +307,12 @@ class Model(nn.Module):
         b = proj.shape[0]
         predicted = self.predict_view(proj)
         light = self.predict_light(proj)
-        for weight, guess, sampled, name in ((self.cfg.lam_bank_view, predicted, proj_views, "views"),
-                                             (self.cfg.lam_bank_light, light, proj_lights, "lights")):
+        for weight, guess, labels, name in ((self.cfg.lam_bank_view, predicted, proj_views, "views"),
+                                            (self.cfg.lam_bank_light, light, proj_lights, "lights")):
             if weight > 0:
-                if sampled is None:
+                if labels is None:
                     raise ValueError(f"a bank term needs the bank's sampled {name}")
-                loss = loss + weight * (guess - sampled).pow(2).mean()
+                loss = loss + weight * (guess - labels).pow(2).mean()
         depth, albedo, normal = out["depth"], out["albedo"], out["normal"]
         copies = 2 if flip3 else 1
         depth = torch.cat([batch_of(depth[i:i + 1], b) for i in range(copies)])
