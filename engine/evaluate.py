@@ -6,14 +6,18 @@ given; the ground-truth object mask is given as the mask file), and scores the i
 pipeline wrote (`depth_view.npy` of the bundle, valid where it is below the renderer's far clamp)
 with `engine.metrics.depth_metrics` — recomputed from the files, not read from result.json. The same
 metrics are computed on the same images for the baselines of the synface table (spec §11.3), for
-the exact canonical depth seen in the true view (what a perfect depth map and view would score: the
-method's 2.5D representation cannot hold what the canonical view does not see), and for the ground
-truth itself, whose MAD is the floor of the official normals (docs/default-model.md).
+the exact canonical depth seen in the true view (what perfect depth and view networks would give: the
+method's 2.5D representation cannot hold what the canonical view does not see, though other depth
+maps score better, bench/bench_representation_floor.py), for the ellipsoid prior of the canonical
+silhouette seen in the true view (where a pipeline with a perfect view network and its prior placed in
+the canonical frame would start), and for the ground truth itself, whose MAD is the floor of the
+official normals (docs/default-model.md).
 
 Layout of the output folder (reruns reuse finished bundles, like `batch`):
 
     test/images/<name>.png  test/masks/<name>.png  test/depth/<name>.npy    the held-out set
     test/exact_canonical/<name>.npy                   the exact canonical depth seen in the true view
+    test/canonical_prior/<name>.npy                   the canonical silhouette's ellipsoid seen in the true view
     bundles/<name>/                                                         the pipeline's result bundles
     avg-gt-depth_seed0_n<K>_<S>px.npy                                       the average-GT baseline map
     generator-<sha256[:12]>.pt                                              the generator every image used
@@ -49,13 +53,14 @@ TRAINING_SEED = 0  # the seed of the GAN's training renders (python -m engine sy
 SCHEMA = "gan2shape.evaluation"
 PREDICTION = "gan2shape"
 NULL, AVERAGE, PRIOR, GROUND_TRUTH = "null_depth", "avg_gt_depth", "ellipsoid_prior", "ground_truth"
-EXACT_CANONICAL = "exact_canonical"
+EXACT_CANONICAL, CANONICAL_PRIOR = "exact_canonical", "canonical_prior"
 LABELS = {
     PREDICTION: "GAN2Shape (this preset)",
     NULL: "constant null depth (1.0)",
     AVERAGE: "average GT depth (seed-0 object pixels)",
     PRIOR: "ellipsoid prior alone (GT mask)",
     EXACT_CANONICAL: "exact canonical depth seen in the true view (a perfect depth map + view)",
+    CANONICAL_PRIOR: "ellipsoid prior of the canonical silhouette seen in the true view (a perfect view + prior)",
     GROUND_TRUTH: "ground truth itself (MAD floor)",
 }
 # the numbers the pipeline logs in result.json (last training forward) → this report's metric names
@@ -86,6 +91,7 @@ class HeldOutImage:
     depth: np.ndarray
     mask: np.ndarray
     exact_canonical: np.ndarray
+    canonical_prior: np.ndarray  # the ellipsoid of the canonical silhouette seen in the true view (H×W)
     view: np.ndarray  # the true view (6: pitch, yaw, roll in radians, then the translation)
 
 
@@ -122,25 +128,47 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def exact_canonical_depth(cfg: Config, canonical: np.ndarray, view: np.ndarray) -> np.ndarray:
-    """B×H×W canonical depths (the objects rendered at view 0) seen in their B×6 views by the pipeline's
-    renderer and raster options: what the exact canonical depth map and view give (background 1.1; a
-    depth map cannot hold the surfaces the canonical view hides, so this is not the ground truth)."""
+def seen_in_views(cfg: Config, canonical: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+    """B×H×W canonical depth maps seen in their B×6 views by the pipeline's renderer and raster options
+    (differentiable in the depth maps)."""
     opts = render.RasterOptions(cfg.raster_supersample, cfg.raster_half_pixel, cfg.min_depth, cfg.max_depth)
-    cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
+    return render.rasterize_depth(canonical, view, render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth), opts)
+
+
+def exact_canonical_depth(cfg: Config, canonical: np.ndarray, view: np.ndarray) -> np.ndarray:
+    """`seen_in_views` on arrays. Given the objects rendered at view 0 (background 1.1), this is what the
+    exact canonical depth map and view give (a depth map cannot hold the surfaces the canonical view hides,
+    so it is not the ground truth, nor the best a depth map can score: bench/bench_representation_floor.py)."""
     with torch.no_grad():
-        depth = render.rasterize_depth(torch.from_numpy(canonical).double(), torch.from_numpy(view).double(), cam, opts)
+        depth = seen_in_views(cfg, torch.from_numpy(canonical).double(), torch.from_numpy(view).double())
     return depth.float().numpy()
+
+
+def canonical_prior_depth(cfg: Config, canonical: np.ndarray, view: np.ndarray) -> np.ndarray:
+    """B×H×W: the preset's ellipsoid of each canonical silhouette (ground-truth rule, depth < its maximum)
+    seen in the true view; what a perfect view plus the prior fitted in the canonical frame start from."""
+    masks = torch.from_numpy((canonical < canonical.max(axis=(1, 2), keepdims=True)).astype(np.float32))
+    prior_maps = np.stack([prior.ellipsoid_for(m[None, None], cfg).reshape(m.shape).numpy() for m in masks])
+    return exact_canonical_depth(cfg, prior_maps, view)
+
+
+def held_out_renders(cfg: Config, seed: int, n: int, mesh: BaseMesh) -> tuple[dict[str, np.ndarray], np.ndarray,
+                                                                              np.ndarray]:
+    """Images 0..n−1 of `seed` at the pipeline's resolution: (the renders with their ground truth, the
+    canonical depths (the same objects at view 0, background 1.1), the true views (n×6))."""
+    synth = synth_config(cfg)
+    params = sample_params(synth, mesh, seed, np.arange(n))
+    data = synth_render(synth, mesh, params)
+    canonical = synth_render(synth, mesh, replace(params, view=np.zeros_like(params.view)))["depth"]
+    return data, canonical, params.view
 
 
 def write_test_set(cfg: Config, opts: EvalOptions, mesh: BaseMesh) -> list[HeldOutImage]:
     """Render images 0..n−1 of `opts.seed` and write image, mask and depth files (deterministic bytes,
     so a rerun writes identical files and finished bundles still match their input's hash)."""
-    synth = synth_config(cfg)
-    params = sample_params(synth, mesh, opts.seed, np.arange(opts.n))
-    data = synth_render(synth, mesh, params)
-    canonical = synth_render(synth, mesh, replace(params, view=np.zeros_like(params.view)))["depth"]
-    exact = exact_canonical_depth(cfg, canonical, params.view)
+    data, canonical, views = held_out_renders(cfg, opts.seed, opts.n, mesh)
+    exact = exact_canonical_depth(cfg, canonical, views)
+    turned_prior = canonical_prior_depth(cfg, canonical, views)
     root = opts.out / "test"
     images = []
     for i in range(opts.n):
@@ -150,7 +178,9 @@ def write_test_set(cfg: Config, opts: EvalOptions, mesh: BaseMesh) -> list[HeldO
         _save_png(root / "masks" / f"{name}.png", data["mask"][i].astype(np.uint8) * 255)
         _save_npy(root / "depth" / f"{name}.npy", data["depth"][i])
         _save_npy(root / EXACT_CANONICAL / f"{name}.npy", exact[i])
-        images.append(HeldOutImage(item, data["depth"][i], data["mask"][i], exact[i], params.view[i]))
+        _save_npy(root / CANONICAL_PRIOR / f"{name}.npy", turned_prior[i])
+        images.append(HeldOutImage(item, data["depth"][i], data["mask"][i], exact[i], turned_prior[i],
+                                   views[i]))
     return images
 
 
@@ -239,7 +269,7 @@ def _summary(values: list[dict[str, float]]) -> dict[str, Any]:
 
 def ratios(methods: dict[str, dict[str, Any]], of: str = PREDICTION) -> dict[str, dict[str, Any]]:
     """Issue #6's targets as ratios of means, with whether each is met (by `of`: the prediction, or the
-    exact canonical depth to show whether a target is reachable by a depth map and a view at all)."""
+    exact canonical depth: what perfect depth and view networks would give)."""
     out = {}
     for name, num, den, metric, limit in TARGETS:
         num = of if num == PREDICTION else num
@@ -256,9 +286,9 @@ def score_item(test: HeldOutImage, bundle_dir: Path, data: dict[str, Any], cfg: 
     `data` is the bundle's result.json."""
     cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
     depth, valid = predicted_depth(bundle_dir, data, cfg)
-    scores = {PREDICTION: _metric_values(score(depth, valid, test.depth, cam)),
-              EXACT_CANONICAL: _metric_values(score(test.exact_canonical, hit(test.exact_canonical, cfg),
-                                                    test.depth, cam))}
+    scores = {PREDICTION: _metric_values(score(depth, valid, test.depth, cam))}
+    for name, seen in ((EXACT_CANONICAL, test.exact_canonical), (CANONICAL_PRIOR, test.canonical_prior)):
+        scores[name] = _metric_values(score(seen, hit(seen, cfg), test.depth, cam))
     every_pixel = np.ones_like(test.mask)
     for name, base in baseline_depths(cfg, test.depth, test.mask, avg_gt).items():
         scores[name] = _metric_values(score(base, every_pixel, test.depth, cam))
@@ -336,8 +366,8 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
         "counts": {s: sum(e["status"] == s for e in items) for s in ("done", "skipped", "failed")},
         "avg_gt_depth": {"file": avg_path.name, "seed": TRAINING_SEED, "images": opts.avg_gt_images,
                          "definition": "per-pixel mean over object pixels of training renders; 1.0 where none"},
-        "masks": "ground truth: depth_gt < max(depth_gt) (spec §11.2); prediction and exact canonical depth: "
-                 "below the far clamp; baselines: every pixel; both eroded by one pixel",
+        "masks": "ground truth: depth_gt < max(depth_gt) (spec §11.2); prediction and the depths seen in the "
+                 "true view: below the far clamp; baselines: every pixel; both eroded by one pixel",
         "methods": methods, "labels": LABELS, "ratios": ratios(methods),
         "ratios_of_exact_canonical": ratios(methods, of=EXACT_CANONICAL),
         "pipeline_reported": _summary(reported) if reported else None,

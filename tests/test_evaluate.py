@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from test_pipeline_assets import TINY_SET
 
-from engine import bundle
+from engine import bundle, prior
 from engine import evaluate as ev
 from engine.cli import main
 from engine.config import load_config
@@ -95,7 +95,24 @@ def test_exact_canonical_depth_is_exact_frontally_and_loses_what_the_canonical_v
         assert 0 < best["side_x100"] < wrong["side_x100"] and best["mad_deg"] < wrong["mad_deg"]
 
 
-def test_view_errors_against_hand_computed_angles():
+def test_canonical_prior_is_the_canonical_silhouettes_ellipsoid_seen_in_the_true_view():
+    """At view 0 it is the preset's ellipsoid of the silhouette itself; turned, the cap moves with the
+    object: its nearest point follows the sign of the yaw, and it differs from the input-frame prior."""
+    cfg, mesh = load_config("default"), load_base_mesh()
+    synth = ev.synth_config(cfg)
+    params = sample_params(synth, mesh, 1, np.arange(3))
+    canonical = render(synth, mesh, replace(params, view=np.zeros_like(params.view)))["depth"]
+    frontal = ev.canonical_prior_depth(cfg, canonical, np.zeros_like(params.view))
+    for i in range(3):
+        mask = torch.from_numpy((canonical[i] < canonical[i].max()).astype(np.float32))[None, None]
+        assert np.abs(frontal[i] - prior.ellipsoid_for(mask, cfg).reshape(64, 64).numpy()).max() < 1e-5
+    yaw = np.zeros_like(params.view[:2])
+    yaw[:, 1] = np.radians([30.0, -30.0])
+    turned = ev.canonical_prior_depth(cfg, canonical[:2], yaw)
+    columns = [np.unravel_index(np.argmin(t), t.shape)[1] - np.unravel_index(np.argmin(f), f.shape)[1]
+               for t, f in zip(turned, frontal[:2], strict=True)]
+    assert columns[0] * columns[1] < 0 and min(abs(c) for c in columns) >= 2
+
     def entry(yaw_true, yaw_pred):
         return {"view_deg": {"pitch": {"true": 0.0, "predicted": 1.0}, "yaw": {"true": yaw_true, "predicted": yaw_pred},
                              "roll": {"true": 0.0, "predicted": 0.0}}}
@@ -110,7 +127,7 @@ def test_view_errors_against_hand_computed_angles():
 def recomputed(out, report):
     """Every number of the report's table recomputed here from the files on disk."""
     avg = np.load(out / report["avg_gt_depth"]["file"])
-    per = {k: [] for k in ("pred", "null", "avg", "truth", "exact")}
+    per = {k: [] for k in ("pred", "null", "avg", "truth", "exact", "turned_prior")}
     for item in report["items"]:
         if item["status"] == "failed":
             continue
@@ -123,6 +140,8 @@ def recomputed(out, report):
         per["truth"].append(depth_metrics(gt, gt, ones, CAM))
         exact = torch.from_numpy(np.load(out / "test" / "exact_canonical" / f"{item['name']}.npy")).double()[None]
         per["exact"].append(depth_metrics(exact, gt, exact < 1.2, CAM))
+        turned = torch.from_numpy(np.load(out / "test" / "canonical_prior" / f"{item['name']}.npy")).double()[None]
+        per["turned_prior"].append(depth_metrics(turned, gt, turned < 1.2, CAM))
     return {k: (np.array([float(m.side[0]) * 100 for m in v]), np.array([float(m.mad[0]) for m in v]))
             for k, v in per.items()}
 
@@ -157,7 +176,7 @@ def test_evaluate_end_to_end_records_a_failure_then_resumes(tiny_assets, tmp_pat
                for e in report["items"])
     methods, again = report["methods"], recomputed(out, report)
     for key, name in (("pred", ev.PREDICTION), ("null", ev.NULL), ("avg", ev.AVERAGE), ("truth", ev.GROUND_TRUTH),
-                      ("exact", ev.EXACT_CANONICAL)):
+                      ("exact", ev.EXACT_CANONICAL), ("turned_prior", ev.CANONICAL_PRIOR)):
         side, mad = again[key]
         assert len(side) == 2 and methods[name]["images"] == 2
         assert methods[name]["side_x100"]["mean"] == pytest.approx(side.mean(), rel=1e-6, abs=1e-9)
