@@ -13,9 +13,11 @@ constant yaw at the edge of its range (docs/default-model.md, item 8). Every --e
 nets are scored as they are (no per-image training) on held-out renders of the data generator (seed 1):
 SIDE ×10⁻² and MAD of the canonical depth seen in the predicted view (what `evaluate` scores in a
 bundle; GT mask by the §11.2 rule), the slope of predicted on true yaw and pitch with the mean |yaw
-error| next to always answering frontal, and the correlation and slope of predicted on true light x.
---out writes the nets as a gan2shape checkpoint (usable as `--set pretrain=FILE`). Defaults: MobileNetV2
-perceptual net, lam_perc 0.
+error| next to always answering frontal, the correlation and slope of predicted on true light x, and the
+light's scale: mean predicted k_a and k_d and mean |l_x|, |l_y| of L's direction outputs, each next to
+the renders' true mean. --out writes the nets as a gan2shape checkpoint at every evaluation (usable as
+`--set pretrain=FILE`; passed here, it also continues an earlier run from its nets, with a fresh optimiser). Defaults:
+MobileNetV2 perceptual net, lam_perc 0.
 """
 
 from __future__ import annotations
@@ -63,14 +65,19 @@ def score(model: Model, data: dict) -> dict[str, float]:
     m = depth_metrics(depth, torch.from_numpy(data["depth"]).double(), valid, model.cam)
     angle = np.degrees(out["view_t"][:, :3].numpy())
     true = np.degrees(data["view"][:, :3])
-    light_x, true_x = out["light"][:, 2].numpy(), data["light"][:, 2]
+    light, true_light = out["light"].numpy(), data["light"]
+    light_x, true_x = light[:, 2], true_light[:, 2]
+    scale = {"k_a": (out["ambient"].numpy(), true_light[:, 0]), "k_d": (out["diffuse_k"].numpy(), true_light[:, 1]),
+             "abs_l_x": (np.abs(light[:, 2]), np.abs(true_light[:, 2])),
+             "abs_l_y": (np.abs(light[:, 3]), np.abs(true_light[:, 3]))}
     return {"side_x100": round(float(np.nanmean(m.side.numpy())) * 100, 4),
             "mad_deg": round(float(np.nanmean(m.mad.numpy())), 2),
             "yaw_slope": slope(true[:, 1], angle[:, 1]), "pitch_slope": slope(true[:, 0], angle[:, 0]),
             "yaw_abs_error_deg": round(float(np.abs(angle[:, 1] - true[:, 1]).mean()), 2),
             "yaw_frontal_abs_error_deg": round(float(np.abs(true[:, 1]).mean()), 2),
             "light_x_corr": round(float(np.corrcoef(true_x, light_x)[0, 1]), 4),
-            "light_x_slope": slope(true_x, light_x)}
+            "light_x_slope": slope(true_x, light_x),
+            "light_scale": {k: [round(float(p.mean()), 4), round(float(t.mean()), 4)] for k, (p, t) in scale.items()}}
 
 
 def main() -> None:
@@ -115,8 +122,8 @@ def main() -> None:
                           "loss": round(running / (it - curve[-1]["iteration"]), 5), **score(model, data)})
             running = 0.0
             print(json.dumps(curve[-1]), flush=True)
-    if args.out:
-        nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in TRAINED})
+            if args.out:
+                nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in TRAINED})
     print(json.dumps({"threads": args.threads, "batch": args.batch, "center": args.center, "overrides": args.extra,
                       "generator": str(frozen.gan_path), "curve": curve}))
 
