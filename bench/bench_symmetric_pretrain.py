@@ -2,6 +2,7 @@
 
     python bench/bench_symmetric_pretrain.py [--iters 2500] [--batch 16] [--center 1] [--eval-every 250]
                                              [--n-eval 100] [--threads 1] [--weights FILE] [--out FILE.pth]
+                                             [--source gan|renders] [--prior-weight W [--prior-iters K]]
                                              [--set key=value ...]
 
 The candidate next step of docs/default-model.md ("a light estimate that does not depend on one image's
@@ -15,8 +16,15 @@ SIDE ×10⁻² and MAD of the canonical depth seen in the predicted view (what `
 bundle; GT mask by the §11.2 rule), the slope of predicted on true yaw and pitch with the mean |yaw
 error| next to always answering frontal, the correlation and slope of predicted on true light x, and the
 light's scale: mean predicted k_a and k_d and mean |l_x|, |l_y| of L's direction outputs, each next to
-the renders' true mean. --out writes the nets as a gan2shape checkpoint at every evaluation (usable as
-`--set pretrain=FILE`; passed here, it also continues an earlier run from its nets, with a fresh optimiser). Defaults:
+the renders' true mean.
+
+--prior-weight W adds, for the first --prior-iters iterations (default: all), W × the MSE between D's
+depth and the preset's ellipsoid of each sample's silhouette (the pixels off the data's grey
+background), the shape GAN2Shape's step 1 starts from: L then trains against coherent normals.
+--source renders trains on the data generator's training renders (seed 0, the GAN's training set: exact
+Lambertian shading) instead of GAN samples, to tell the GAN's part from the objective's.
+--out writes the nets as a gan2shape checkpoint at every evaluation (usable as `--set pretrain=FILE`;
+passed here, it also continues an earlier run from its nets, with a fresh optimiser). Defaults:
 MobileNetV2 perceptual net, lam_perc 0.
 """
 
@@ -29,11 +37,12 @@ import time
 import numpy as np
 import torch
 
-from engine import nets
+from engine import nets, prior
 from engine.config import load_config
 from engine.data.synth import SynthConfig, render_images
 from engine.device import tune_cpu_allocator
-from engine.evaluate import hit
+from engine.errors import EngineError
+from engine.evaluate import TRAINING_SEED, hit
 from engine.metrics import depth_metrics
 from engine.pipeline.model import Model
 from engine.pipeline.run import build_model, load_frozen
@@ -41,14 +50,31 @@ from engine.progress import Progress
 
 BASE = ['perceptual="mobilenet-v2"', "lam_perc=0"]
 TRAINED = ("netD", "netA", "netV", "netL")
+HELD_OUT_SEED, TRAINING_RENDERS = 1, 30_000  # scored on seed-1 renders; --source renders: train-gan's 30 000 of seed 0
+BACKGROUND_TOLERANCE = 0.1  # in [-1, 1] units: farther from the background grey is object
+
+
+def ellipsoids(images: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """The preset's ellipsoid of each image's silhouette (B×H×W) and 1 where one could be fitted (B)."""
+    grey = SynthConfig.background * 2 - 1
+    masks = ((images - grey).abs().amax(1) > BACKGROUND_TOLERANCE).float()
+    depths, ok = torch.ones_like(masks), torch.zeros(len(masks))
+    for i, mask in enumerate(masks):
+        try:
+            depths[i] = prior.ellipsoid_for(mask[None, None], cfg).reshape(mask.shape).float()
+            ok[i] = 1.0
+        except EngineError:  # no object found: the sample gets no prior term
+            pass
+    return depths, ok
 
 
 def slope(true: np.ndarray, predicted: np.ndarray) -> float:
     return round(float(np.polyfit(true, predicted, 1)[0]), 4)
 
 
-def held_out(n: int, size: int) -> dict[str, np.ndarray]:
-    data = render_images(SynthConfig(image_size=size), 1, np.arange(n))
+def renders(seed: int, indices: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """Data-generator renders with their ground truth, plus "image": the RGB as the nets take it (B×3×H×W, ±1)."""
+    data = render_images(SynthConfig(image_size=size), seed, indices)
     data["image"] = torch.from_numpy(data["rgb"]).float().permute(0, 3, 1, 2) / 127.5 - 1
     return data
 
@@ -91,6 +117,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--weights", help="generator checkpoint (default: the preset's)")
     parser.add_argument("--out", help="write the trained nets here (gan2shape checkpoint)")
+    parser.add_argument("--source", choices=("gan", "renders"), default="gan",
+                        help="train on the generator's samples, or on the data generator's training renders")
+    parser.add_argument("--prior-weight", type=float, default=0.0, help="weight of the ellipsoid term on D")
+    parser.add_argument("--prior-iters", type=int, help="iterations with the ellipsoid term (default: all)")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
     args = parser.parse_args()
     tune_cpu_allocator()
@@ -104,15 +134,23 @@ def main() -> None:
     params = [p for name in TRAINED for p in model.nets[name].parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     draws = torch.Generator().manual_seed(args.seed)
-    data = held_out(args.n_eval, cfg.image_size)
+    data = renders(HELD_OUT_SEED, np.arange(args.n_eval), cfg.image_size)
     curve = [{"iteration": 0, **score(model, data)}]
     print(json.dumps(curve[-1]), flush=True)
     t0, running = time.perf_counter(), 0.0
     for it in range(1, args.iters + 1):
         with torch.no_grad():
-            images = model.gan_images(frozen.generator.sample_latents(args.batch, draws))
+            if args.source == "gan":
+                images = model.gan_images(frozen.generator.sample_latents(args.batch, draws))
+            else:
+                picks = torch.randint(TRAINING_RENDERS, (args.batch,), generator=draws).numpy()
+                images = renders(TRAINING_SEED, picks, cfg.image_size)["image"]
         out = model.predict(images, flip=True)
         loss = model.input_loss(images, out, flip=True) + args.center * out["view"][:, :3].mean(0).pow(2).sum()
+        if args.prior_weight and (args.prior_iters is None or it <= args.prior_iters):
+            target, ok = ellipsoids(images, cfg)
+            per_image = (out["depth"][:args.batch] - target).pow(2).mean((1, 2))
+            loss = loss + args.prior_weight * (per_image * ok).sum() / ok.sum().clamp_min(1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -124,7 +162,8 @@ def main() -> None:
             print(json.dumps(curve[-1]), flush=True)
             if args.out:
                 nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in TRAINED})
-    print(json.dumps({"threads": args.threads, "batch": args.batch, "center": args.center, "overrides": args.extra,
+    print(json.dumps({"threads": args.threads, "batch": args.batch, "center": args.center, "source": args.source,
+                      "prior_weight": args.prior_weight, "prior_iters": args.prior_iters, "overrides": args.extra,
                       "generator": str(frozen.gan_path), "curve": curve}))
 
 
