@@ -35,9 +35,10 @@ def baseline_means(cfg, depth_gt: np.ndarray, mask_gt: np.ndarray, avg_gt: np.nd
     cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
     out = {}
     for name in (ev.AVERAGE, ev.PRIOR):
-        values = [ev._metric_values(ev.score(ev.baseline_depths(cfg, d, m, avg_gt)[name], np.ones_like(m), d, cam))
+        scores = [ev.score(ev.baseline_depths(cfg, d, m, avg_gt)[name], np.ones_like(m), d, cam)
                   for d, m in zip(depth_gt, mask_gt, strict=True)]
-        out[name] = {k: float(np.mean([v[k] for v in values])) for k in ("side_x100", "mad_deg")}
+        out[name] = {"side_x100": float(np.mean([float(m.side[0]) * 100 for m in scores])),
+                     "mad_deg": float(np.mean([float(m.mad[0]) for m in scores]))}
     return out
 
 
@@ -62,11 +63,10 @@ def main() -> None:
     gt, view = torch.from_numpy(data["depth"]).double(), torch.from_numpy(views).double()
     depth = torch.from_numpy(canonical).double().requires_grad_(True)
     optimizer = torch.optim.Adam([depth], lr=args.lr)
-    far = render.RasterOptions(min_depth=cfg.min_depth, max_depth=cfg.max_depth).far_clamp
     curve = []
     for it in range(args.iters + 1):
         seen = ev.seen_in_views(cfg, depth, view)
-        m = depth_metrics(seen, gt, seen.detach() < far, cam)
+        m = depth_metrics(seen, gt, torch.from_numpy(ev.hit(seen.detach().numpy(), cfg)), cam)
         if it % args.eval_every == 0 or it == args.iters:
             side, mad = float(m.side.detach().mean()) * 100, float(m.mad.detach().mean())
             curve.append({"iter": it, "side_x100": round(side, 4), "mad_deg": round(mad, 2),

@@ -46,7 +46,7 @@ from .data.synth import SynthConfig, render_images, sample_params
 from .data.synth import render as synth_render
 from .errors import EngineError
 from .io import atomic_path, write_json
-from .metrics import DepthMetrics, depth_metrics
+from .metrics import DepthMetrics, depth_metrics, gt_mask
 from .progress import Progress
 
 TRAINING_SEED = 0  # the seed of the GAN's training renders (python -m engine synth / train-gan)
@@ -145,9 +145,9 @@ def exact_canonical_depth(cfg: Config, canonical: np.ndarray, view: np.ndarray) 
 
 
 def canonical_prior_depth(cfg: Config, canonical: np.ndarray, view: np.ndarray) -> np.ndarray:
-    """B×H×W: the preset's ellipsoid of each canonical silhouette (ground-truth rule, depth < its maximum)
-    seen in the true view; what a perfect view plus the prior fitted in the canonical frame start from."""
-    masks = torch.from_numpy((canonical < canonical.max(axis=(1, 2), keepdims=True)).astype(np.float32))
+    """B×H×W: the preset's ellipsoid of each canonical silhouette (the ground-truth rule, `gt_mask`) seen
+    in the true view; what a perfect view plus the prior fitted in the canonical frame start from."""
+    masks = gt_mask(torch.from_numpy(canonical)).float()
     prior_maps = np.stack([prior.ellipsoid_for(m[None, None], cfg).reshape(m.shape).numpy() for m in masks])
     return exact_canonical_depth(cfg, prior_maps, view)
 
