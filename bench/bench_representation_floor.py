@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from engine import evaluate as ev
-from engine import render
 from engine.config import load_config
 from engine.data.mesh import load_base_mesh
 from engine.metrics import depth_metrics
@@ -32,7 +31,7 @@ from engine.metrics import depth_metrics
 
 def baseline_means(cfg, depth_gt: np.ndarray, mask_gt: np.ndarray, avg_gt: np.ndarray) -> dict[str, dict[str, float]]:
     """Mean SIDE ×10⁻² and MAD of the average-GT-depth and ellipsoid-prior baselines, as `evaluate` scores them."""
-    cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
+    cam = ev.camera(cfg)
     out = {}
     for name in (ev.AVERAGE, ev.PRIOR):
         scores = [ev.score(ev.baseline_depths(cfg, d, m, avg_gt)[name], np.ones_like(m), d, cam)
@@ -59,7 +58,7 @@ def main() -> None:
     t0 = time.perf_counter()
     data, canonical, views = ev.held_out_renders(cfg, args.seed, args.n, mesh)
     base = baseline_means(cfg, data["depth"], data["mask"], ev.average_gt_depth(cfg, args.avg_gt_images, mesh))
-    cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
+    cam = ev.camera(cfg)
     gt, view = torch.from_numpy(data["depth"]).double(), torch.from_numpy(views).double()
     depth = torch.from_numpy(canonical).double().requires_grad_(True)
     optimizer = torch.optim.Adam([depth], lr=args.lr)

@@ -128,11 +128,16 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
+def camera(cfg: Config) -> render.Camera:
+    """The pipeline's camera, which every depth here is rendered and scored with."""
+    return render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
+
+
 def seen_in_views(cfg: Config, canonical: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
     """B×H×W canonical depth maps seen in their B×6 views by the pipeline's renderer and raster options
     (differentiable in the depth maps)."""
     opts = render.RasterOptions(cfg.raster_supersample, cfg.raster_half_pixel, cfg.min_depth, cfg.max_depth)
-    return render.rasterize_depth(canonical, view, render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth), opts)
+    return render.rasterize_depth(canonical, view, camera(cfg), opts)
 
 
 def exact_canonical_depth(cfg: Config, canonical: np.ndarray, view: np.ndarray) -> np.ndarray:
@@ -284,7 +289,7 @@ def score_item(test: HeldOutImage, bundle_dir: Path, data: dict[str, Any], cfg: 
                ) -> tuple[dict[str, dict[str, float | None]], dict[str, float | None]]:
     """({method: metrics} recomputed from the files, the metrics the pipeline logged in result.json);
     `data` is the bundle's result.json."""
-    cam = render.Camera(cfg.image_size, cfg.fov, cfg.rot_center_depth)
+    cam = camera(cfg)
     depth, valid = predicted_depth(bundle_dir, data, cfg)
     scores = {PREDICTION: _metric_values(score(depth, valid, test.depth, cam))}
     for name, seen in ((EXACT_CANONICAL, test.exact_canonical), (CANONICAL_PRIOR, test.canonical_prior)):
