@@ -45,6 +45,7 @@ SYNFACE_RAND_LIGHT = (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)
 CATEGORIES = ("face", "cat", "car", "church", "synface", "object")
 PERCEPTUAL_CHOICES = ("auto", "lpips-vgg", "mobilenet-v2")
 STEP2_FEATURE_LOSSES = ("discriminator", "perceptual", "none")
+PRIOR_FRAMES = ("canonical", "input")
 MASK_FALLBACKS = ("grabcut", "full", "error")
 PROJECTIONS = ("encoder", "optimize")
 BANK_LABELS = ("sampled", "fitted")
@@ -123,6 +124,9 @@ class Config:
     # known-shape head (bench_known_shape.py --scales 4 --frontal --seeds 0 1 2, lam_bank_light 100: MAD
     # 51.2/45.7/43.7° against 42.3/39.3/42.4° sampled): a wrong shape explains the shading with a wrong light.
     bank_labels: str = "sampled"
+    # The nets step 3 trains (official: all four). A pretrained V and L that already know the category's
+    # views and lights (engine train-views) can be kept as they are by leaving them out.
+    step3_nets: tuple[str, ...] = ("netD", "netA", "netV", "netL")
     bank_label_iters: int = 50
     bank_label_lr: float = 0.02
     # --- geometry and rendering (§2.5, §3) ---
@@ -168,6 +172,11 @@ class Config:
     prior_fit_lr: float = 1e-4
     prior_mask_threshold: float = 0.7
     prior_center_quirk: bool = True  # QUIRK: vertical squash about row S/2 instead of the bbox centre
+    # Where the ellipsoid describes the object. "canonical" (official): D's canonical depth is fitted to
+    # it, which is the input's frame only while V's view of the input is near the mean view (true of the
+    # untrained V of car/church). "input": D's depth seen in V's view of the input is fitted to it, for a
+    # pretrained V that turns the input away from frontal (the default model's, docs/default-model.md).
+    prior_frame: str = "canonical"
     # --- weights ---
     gan_ckpt: str = "default"  # manifest name or path of the StyleGAN2 checkpoint
     gan_size: int = 64
@@ -323,7 +332,7 @@ def schedule(cfg: Config, num_images: int = 1) -> list[Phase]:
         if cfg.projection == "encoder":
             phases.append(Phase(k, "step2", n2, ("netEnc",), False, False, 0))
         phases += [Phase(k, "collect", collect, (), False, False, bank),
-                   Phase(k, "step3", n3, ("netD", "netA", "netV", "netL"), f1, f3, bank)]
+                   Phase(k, "step3", n3, cfg.step3_nets, f1, f3, bank)]
     return phases
 
 
@@ -421,6 +430,10 @@ def _check(cfg: Config) -> None:
         raise bad("adam_betas", "must have 2 numbers")
     if not cfg.min_depth < cfg.max_depth:
         raise bad("max_depth", "must exceed min_depth")
+    if not cfg.step3_nets or not set(cfg.step3_nets) <= {"netD", "netA", "netV", "netL"}:
+        raise bad("step3_nets", "must name some of netD, netA, netV, netL")
+    if cfg.prior_frame not in PRIOR_FRAMES:
+        raise bad("prior_frame", f"must be one of {', '.join(PRIOR_FRAMES)}")
     if not 0 < cfg.prior_near < cfg.prior_far:
         raise bad("prior_far", "must exceed prior_near > 0")
     if cfg.prior_far - cfg.prior_near > 0.4:

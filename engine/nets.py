@@ -337,27 +337,29 @@ def save_gan2shape_checkpoint(path: str | Path, nets: Mapping[str, nn.Module],
         torch.save(data, tmp)
 
 
-def _infer_size(state: Mapping[str, torch.Tensor]) -> tuple[int, float]:
-    """(image size, width) of a netD state dict, from its first conv width and its depth."""
+def _infer_size(state: Mapping[str, torch.Tensor], encoder: bool = False) -> tuple[int, float]:
+    """(image size, width) of a netD/netA state dict (or, with `encoder`, a netV/netL one), from its first
+    conv width and its depth."""
     convs = [k for k, v in state.items() if k.endswith(".weight") and v.dim() == 4]
     nf = state["network.0.weight"].shape[0]
+    base, per_extra = (6, 1) if encoder else (16, 3)  # 4-D weights (convs, conv-transposes) at 64², per doubling
     for size in (64, 128, 256):
-        # EDDeconv has 16 + 3·extra 4-D weights (convs and conv-transposes)
-        if len(convs) == 16 + 3 * (int(math.log2(size)) - 6):
+        if len(convs) == base + per_extra * (int(math.log2(size)) - 6):
             return size, nf / max(4096 // size, 16)
-    raise ValueError("unrecognised netD layout")
+    raise ValueError("unrecognised layout")
 
 
 def describe_checkpoint(path: str | Path) -> str:
     """Validator for weights kind 'gan2shape': which nets, for which image size; EngineError if invalid."""
     data = load_torch(path)
-    if not isinstance(data, Mapping) or ("netD" not in data and "netA" not in data):
+    probe = next((name for name in ("netD", "netA", "netV", "netL") if name in data), None) \
+        if isinstance(data, Mapping) else None
+    if probe is None:
         raise EngineError("expected a gan2shape checkpoint (dict with netD / netA / netV / netL / netEnc)", path)
-    probe = data.get("netD", data.get("netA"))
     try:
-        size, width = _infer_size(probe)
+        size, width = _infer_size(data[probe], encoder=probe in ("netV", "netL"))
     except (ValueError, KeyError, AttributeError) as exc:
-        raise EngineError("netD/netA layout not recognised", path) from exc
+        raise EngineError(f"{probe} layout not recognised", path) from exc
     nets = build_nets(size, width)
     names = load_gan2shape_checkpoint(path, nets)
     w = "" if abs(width - 1) < 1e-6 else f", width {width:g}"

@@ -152,6 +152,10 @@ def test_checkpoint_round_trip_and_strict_checks(tmp_path):
     partial = {"netD": nets["netD"].state_dict()}
     torch.save(partial, tmp_path / "d_only.pth")
     assert load_gan2shape_checkpoint(tmp_path / "d_only.pth", fresh) == ["netD"]
+    for size, width in ((64, 0.5), (128, 0.25)):  # V and L only (engine train-views): sized from netV
+        views = build_nets(size, width)
+        save_gan2shape_checkpoint(tmp_path / "vl.pth", {k: views[k] for k in ("netV", "netL")})
+        assert describe_checkpoint(tmp_path / "vl.pth") == f"gan2shape, {size}², netV/netL, width {width:g}"
     broken = {"netD": {k: v for k, v in partial["netD"].items() if not k.startswith("network.0.")}}
     torch.save(broken, tmp_path / "broken.pth")
     with pytest.raises(EngineError, match="missing"):

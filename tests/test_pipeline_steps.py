@@ -8,6 +8,7 @@ from test_pipeline_assets import object_mask, tiny_config, tiny_generator
 
 from engine import losses, nets, prior, render
 from engine.config import NET_NAMES, load_config
+from engine.errors import EngineError
 from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
 from engine.pipeline.trainer import Trainer, plan, preview_stage_after
@@ -301,3 +302,38 @@ def test_a_batch_with_flip_decomposes_each_image_as_if_alone(setup):
                           ("view_t", [i])):
             torch.testing.assert_close(batch[key][rows], alone[i][key], atol=1e-5, rtol=1e-4, msg=key)
     assert not torch.allclose(batch["recon"][0], batch["recon"][1])  # different images
+
+
+def test_step3_trains_the_configured_nets_only():
+    cfg = load_config("default", overrides=['step3_nets=["netD", "netA"]'])
+    assert [p.nets for p in plan(cfg, 1, need_prior=False) if p.step == "step3"] == [("netD", "netA")] * cfg.num_stage
+    assert {p.nets for p in plan(load_config("car"), 1, need_prior=True) if p.step == "step3"} == {
+        ("netD", "netA", "netV", "netL")}  # official
+    for bad in ('step3_nets=["netD", "netEnc"]', "step3_nets=[]"):
+        with pytest.raises(EngineError, match="step3_nets"):
+            load_config("default", overrides=[bad])
+
+
+def test_input_frame_prior_fits_what_the_input_view_sees():
+    """With V's view of the input turned by 30° of yaw, prior_frame "input" fits D so that the input's view
+    sees the ellipsoid; "canonical" (official) fits D's own depth to it, which the turned view sees wrongly."""
+    torch.manual_seed(0)
+    gen = tiny_generator()
+    target = make_target(gen)
+    prior_depth = prior.ellipsoid(target.mask[0, 0], near=0.95)[None]
+    errors = {}
+    for frame in ("canonical", "input"):
+        cfg = dataclasses.replace(tiny_config(), prior_frame=frame, prior_fit_iters=80, prior_fit_lr=1e-3)
+        torch.manual_seed(1)
+        model = make_model(cfg, gen)
+        model.view_mean[0, 1] = 0.5  # 30° of yaw in V's units (V's own output is near 0 at init)
+        trainer = Trainer(model, [target], cfg, prior_fn=lambda t: prior_depth)
+        trainer.run_phase(trainer.phases[0])
+        with torch.no_grad():
+            depth = nets.depth_from_raw(model.nets["netD"](target.image), cfg.min_depth, cfg.max_depth)
+            seen, valid = model.seen_by_input(target)(depth)
+        errors[frame] = (float(((seen - prior_depth) ** 2 * valid).sum() / valid.sum()),
+                         float(((depth - prior_depth) ** 2).mean()))
+    print(errors)
+    assert errors["input"][0] < 0.3 * errors["canonical"][0]
+    assert errors["canonical"][1] < 0.3 * errors["input"][1]

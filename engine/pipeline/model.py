@@ -7,6 +7,7 @@ loss of its step plus the tensors the next step or the bundle needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,16 @@ class Model(nn.Module):
         """Masked L1 + λ_perc·LPIPS of one reconstruction (§7.3)."""
         return (losses.photometric_l1(recon, target, mask)
                 + self.cfg.lam_perc * self.perc(recon, target, mask))
+
+    def seen_by_input(self, target: Target) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Canonical depth → (its depth seen in V's current view of the input, 1 where that hit the surface)."""
+        with torch.no_grad():
+            view_t = self.to_transform(self.predict_view(target.image))
+
+        def seen(depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            depth_view = render.rasterize_depth(depth, view_t.expand(depth.shape[0], -1), self.cam, self.opts)
+            return depth_view, render.valid_mask(depth_view, self.opts)
+        return seen
 
     def canonical_mask(self, target: Target, depth: torch.Tensor, view_t: torch.Tensor) -> torch.Tensor:
         """The input's object mask carried into the canonical frame with the forward warp (§3.7)."""

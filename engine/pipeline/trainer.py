@@ -170,7 +170,8 @@ class Trainer:
         if phase.step == "prior":
             target = self.targets[self.current]
             prior.fit_prior(model.nets["netD"], target.image, self.prior_fn(target), self.cfg,
-                            progress=lambda i, _total, loss: tick(i, loss), grad_sync=self.grad_sync)
+                            progress=lambda i, _total, loss: tick(i, loss), grad_sync=self.grad_sync,
+                            seen=model.seen_by_input(target) if self.cfg.prior_frame == "input" else None)
         elif phase.step == "collect":
             for it in range(phase.iterations):
                 self.collect(phase, it)

@@ -1,0 +1,95 @@
+"""The supervised V/L labels follow the model's conventions, and V and L learn from them."""
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from engine import nets, render
+from engine.config import load_config
+from engine.data.mesh import load_base_mesh
+from engine.data.synth import SynthConfig, sample_params
+from engine.data.synth import render as synth_render
+from engine.pipeline.supervise import net_labels
+
+PIXEL_CENTRES = render.RasterOptions(supersample=False, half_pixel=False)
+
+
+def test_labels_re_render_each_image_from_its_canonical_albedo_and_normals():
+    """The same objects at view 0 give the canonical albedo and normals; shaded with light_params of the
+    light label and seen in view_to_transform of the view label by the model's renderer, they give back
+    each render. Taking the camera-frame light as the canonical one (no Rᵀ) does clearly worse."""
+    cfg = load_config("default")
+    synth, mesh = SynthConfig(image_size=64), load_base_mesh()
+    params = sample_params(synth, mesh, 3, np.arange(8))
+    params = replace(params, view=np.concatenate([params.view[:, :3], np.zeros_like(params.view[:, 3:])], 1))
+    seen, canon = synth_render(synth, mesh, params), synth_render(synth, mesh,
+                                                                   replace(params, view=np.zeros_like(params.view)))
+    views, lights = net_labels(cfg, torch.from_numpy(params.view).float(), torch.from_numpy(params.light).float())
+    view_t = nets.view_to_transform(views, cfg.xyz_rotation_range, cfg.xy_translation_range, cfg.z_translation_range)
+    assert torch.allclose(view_t, torch.from_numpy(params.view).float(), atol=1e-6)
+    albedo = torch.from_numpy(canon["albedo"]).float().permute(0, 3, 1, 2) / 127.5 - 1
+    normal = torch.from_numpy(canon["normal"].astype(np.float32))
+    depth = torch.from_numpy(canon["depth"])
+    target = torch.from_numpy(seen["rgb"]).float().permute(0, 3, 1, 2) / 127.5 - 1
+    mask = torch.from_numpy(seen["mask"]).float()[:, None]
+    inside = -torch.nn.functional.max_pool2d(-mask, 5, 1, 2) > 0.5  # 2 pixels inside the silhouette
+
+    def error(light: torch.Tensor) -> float:
+        k_a, k_d, direction = nets.light_params(light)
+        image, _, _ = render.shade(albedo, normal, k_a, k_d, direction)
+        recon, _, _ = render.render_view(image.clamp(-1, 1), depth, view_t, render.Camera(64), PIXEL_CENTRES)
+        return float((recon - target).abs().mul(inside).sum() / inside.sum() / 3)
+
+    light = torch.from_numpy(params.light).float()
+    camera_frame = nets.light_units(light[:, 0], light[:, 1], render.light_direction(light[:, 2:]))
+    print(f"labelled {error(lights):.4f}, camera-frame light {error(camera_frame):.4f}")
+    assert np.degrees(np.abs(params.view[:, 1])).max() > 20  # some images are turned by more than 20°
+    assert error(lights) < 0.05
+    assert error(lights) < 0.6 * error(camera_frame)
+
+
+def test_train_views_teaches_v_and_l_the_labels_and_nothing_else():
+    from test_pipeline_assets import tiny_config, tiny_generator
+    from test_pipeline_steps import changed_nets, make_model, snapshot
+
+    from engine.pipeline.supervise import ViewTraining, label_errors, labelled_renders, train_views
+
+    torch.manual_seed(0)
+    cfg = tiny_config()
+    model = make_model(cfg, tiny_generator())
+    data = labelled_renders(cfg, 0, np.arange(96), chunk=40)
+    assert data[0].shape == (96, 3, 64, 64) and data[1].shape == (96, 6) and data[2].shape == (96, 4)
+    before_errors, before = label_errors(model, *data), snapshot(model)
+    losses = []
+    train_views(model, data, ViewTraining(iters=150, batch=16, lr=1e-3), lambda it, loss: losses.append(loss))
+    after = label_errors(model, *data)
+    print(before_errors, after)
+    assert len(losses) == 150 and changed_nets(before, model) == {"netV", "netL"}
+    frontal = float(data[1][:, 1].abs().mean() * cfg.xyz_rotation_range)  # V's units × range = degrees
+    assert abs(before_errors["yaw_deg"] - frontal) < 0.2 * frontal  # V starts near the mean (frontal) view
+    assert after["yaw_deg"] < 0.5 * frontal
+    assert after["light_direction_deg"] < 0.8 * after["light_direction_mean_deg"]
+
+
+def test_train_views_command_writes_a_views_only_checkpoint_the_default_preset_loads(tmp_path, capsys):
+    from engine.cli import main
+    from engine.nets import describe_checkpoint
+    from engine.pipeline.run import build_model, load_frozen
+    from engine.progress import Progress
+
+    out = tmp_path / "vl.pth"
+    assert main(["train-views", "--iters", "3", "--pool", "8", "--batch", "4", "--n-eval", "4", "--threads", "1",
+                 "--out", str(out)]) == 0
+    assert "held-out yaw error" in capsys.readouterr().out
+    assert describe_checkpoint(out) == "gan2shape, 64², netV/netL, width 0.5"
+    saved = torch.load(out, weights_only=True)
+    meta = saved["meta"]
+    assert meta["iters"] == 3 and meta["pool"] == 8 and set(meta["held_out"]) >= {"yaw_deg", "light_direction_deg"}
+    cfg = load_config("default", overrides=[f'pretrain="{out}"'])
+    model, need_prior = build_model(cfg, load_frozen(cfg, torch.device("cpu"), Progress()), torch.device("cpu"))
+    assert need_prior  # no netD: the ellipsoid is still fitted
+    for name in ("netV", "netL"):
+        assert all(torch.equal(v, saved[name][k]) for k, v in model.nets[name].state_dict().items())
+    assert main(["train-views", "--iters", "0", "--out", str(tmp_path / "bad.pth")]) == 2
+    assert "must be positive" in capsys.readouterr().err and not (tmp_path / "bad.pth").exists()
