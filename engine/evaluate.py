@@ -93,6 +93,7 @@ class HeldOutImage:
     exact_canonical: np.ndarray
     canonical_prior: np.ndarray  # the ellipsoid of the canonical silhouette seen in the true view (H×W)
     view: np.ndarray  # the true view (6: pitch, yaw, roll in radians, then the translation)
+    light: np.ndarray  # the true light (4: k_a, k_d, l_x, l_y; direction normalise(l_x, l_y, 1), camera frame)
 
 
 def check_options(opts: EvalOptions, cfg: Config) -> None:
@@ -185,7 +186,7 @@ def write_test_set(cfg: Config, opts: EvalOptions, mesh: BaseMesh) -> list[HeldO
         _save_npy(root / EXACT_CANONICAL / f"{name}.npy", exact[i])
         _save_npy(root / CANONICAL_PRIOR / f"{name}.npy", turned_prior[i])
         images.append(HeldOutImage(item, data["depth"][i], data["mask"][i], exact[i], turned_prior[i],
-                                   views[i]))
+                                   views[i], data["light"][i]))
     return images
 
 
@@ -325,6 +326,39 @@ def view_errors(entries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def light_values(test: HeldOutImage, data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """True and predicted light of one image: ambient, diffuse and the camera-frame unit direction."""
+    k_a, k_d, l_x, l_y = (float(v) for v in test.light)
+    direction = np.array([l_x, l_y, 1.0]) / np.linalg.norm([l_x, l_y, 1.0])
+    light = data["light"]
+    return {"true": {"ambient": k_a, "diffuse": k_d, "direction": [round(float(v), 6) for v in direction]},
+            "predicted": {"ambient": float(light["ambient"]), "diffuse": float(light["diffuse"]),
+                          "direction": [float(v) for v in light["direction_camera"]]}}
+
+
+def light_errors(entries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean |error| of the ambient and diffuse strengths and the mean angle (°) between the predicted and the
+    true camera-frame light direction, each next to always answering the test set's mean (for the
+    direction: the normalised mean of the true directions)."""
+    def values(key: str, which: str) -> np.ndarray:
+        return np.array([e["light"][which][key] for e in entries], dtype=np.float64)
+
+    def angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.degrees(np.arccos(np.clip((a * b).sum(-1), -1, 1)))
+
+    out = {}
+    for key in ("ambient", "diffuse"):
+        true, pred = values(key, "true"), values(key, "predicted")
+        out[key] = {"mean_abs_error": float(np.abs(pred - true).mean()),
+                    "constant_mean_abs_error": float(np.abs(true.mean() - true).mean())}
+    true = np.stack([e["light"]["true"]["direction"] for e in entries])
+    pred = np.stack([e["light"]["predicted"]["direction"] for e in entries])
+    mean = true.mean(0) / np.linalg.norm(true.mean(0))
+    out["direction_deg"] = {"mean_abs_error": float(angles(pred, true).mean()),
+                            "constant_mean_abs_error": float(angles(mean[None], true).mean())}
+    return out
+
+
 def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress) -> dict[str, Any]:
     """Render, reconstruct (reusing finished bundles), score; writes report.json / report.md and returns the report.
 
@@ -355,6 +389,7 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
             data = bundle.read(bundle_dir)
             entry["metrics"], entry["pipeline_reported"] = score_item(test, bundle_dir, data, cfg, avg_gt)
             entry["view_deg"] = view_angles(test, data)
+            entry["light"] = light_values(test, data)
             for name, values in entry["metrics"].items():
                 per_method[name].append(values)
             if entry["pipeline_reported"]["side_x100"] is not None:
@@ -377,6 +412,7 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
         "ratios_of_exact_canonical": ratios(methods, of=EXACT_CANONICAL),
         "pipeline_reported": _summary(reported) if reported else None,
         "view_error_deg": view_errors([e for e in items if "view_deg" in e]) if per_method[PREDICTION] else None,
+        "light_error": light_errors([e for e in items if "light" in e]) if per_method[PREDICTION] else None,
         "items": items, "seconds": round(time.perf_counter() - t0, 3),
     }
     write_report(report, opts.out)
@@ -418,6 +454,12 @@ def markdown(report: dict[str, Any]) -> str:
         for a, e in report["view_error_deg"].items():
             slope = "n/a" if e["slope"] is None else f"{e['slope']:.3f}"
             lines.append(f"| {a} | {e['mean_abs_error']:.2f} | {e['frontal_mean_abs_error']:.2f} | {slope} |")
+    if report.get("light_error"):
+        lines += ["", "| light | mean abs error | always the test set's mean |", "|---|---|---|"]
+        for key, e in report["light_error"].items():
+            digits, unit = (2, "°") if key == "direction_deg" else (3, "")
+            lines.append(f"| {key.removesuffix('_deg')} | {e['mean_abs_error']:.{digits}f}{unit} | "
+                         f"{e['constant_mean_abs_error']:.{digits}f}{unit} |")
     failed = [e for e in report["items"] if e["status"] == "failed"]
     if failed:
         lines += ["", "Failed images:", *[f"- {e['name']}: {e['error']}" for e in failed]]

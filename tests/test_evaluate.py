@@ -126,6 +126,24 @@ def test_view_errors_against_hand_computed_angles():
     assert errors["pitch"] == {"mean_abs_error": 1.0, "frontal_mean_abs_error": 0.0, "slope": None}
 
 
+def test_light_errors_against_hand_computed_values():
+    def entry(true_dir, pred_dir, ambient=(0.4, 0.5)):
+        return {"light": {"true": {"ambient": ambient[0], "diffuse": 0.6, "direction": true_dir},
+                          "predicted": {"ambient": ambient[1], "diffuse": 0.6, "direction": pred_dir}}}
+
+    s = math.sqrt(0.5)
+    errors = ev.light_errors([entry([s, 0.0, s], [0.0, 0.0, 1.0]), entry([-s, 0.0, s], [-s, 0.0, s], (0.2, 0.2))])
+    assert errors["direction_deg"]["mean_abs_error"] == pytest.approx((45 + 0) / 2)
+    assert errors["direction_deg"]["constant_mean_abs_error"] == pytest.approx(45.0)  # the mean is (0, 0, 1)
+    assert errors["ambient"] == {"mean_abs_error": pytest.approx(0.05), "constant_mean_abs_error": pytest.approx(0.1)}
+    assert errors["diffuse"] == {"mean_abs_error": 0.0, "constant_mean_abs_error": 0.0}
+    test = ev.HeldOutImage(None, None, None, None, None, np.zeros(6), np.array([0.3, 0.6, 0.0, 1.0]))
+    values = ev.light_values(test, {"light": {"ambient": 0.5, "diffuse": 0.4, "direction_camera": [0.0, 0.0, 1.0]}})
+    assert values["true"] == {"ambient": pytest.approx(0.3), "diffuse": pytest.approx(0.6),
+                              "direction": pytest.approx([0.0, s, s], abs=1e-6)}
+    assert values["predicted"]["direction"] == [0.0, 0.0, 1.0]
+
+
 def recomputed(out, report):
     """Every number of the report's table recomputed here from the files on disk."""
     avg = np.load(out / report["avg_gt_depth"]["file"])
@@ -190,7 +208,14 @@ def test_evaluate_end_to_end_records_a_failure_then_resumes(tiny_assets, tmp_pat
     yaws = [(e["view_deg"]["yaw"]["true"], bundle.read(out / "bundles" / e["name"])["view"]["rotation_deg"][1])
             for e in report["items"]]
     assert report["view_error_deg"]["yaw"]["mean_abs_error"] == pytest.approx(np.mean([abs(p - t) for t, p in yaws]))
-    assert yaws[0][0] == pytest.approx(math.degrees(render_images(ev.synth_config(CFG), 3, np.arange(1))["view"][0, 1]))
+    truth = render_images(ev.synth_config(CFG), 3, np.arange(1))
+    assert yaws[0][0] == pytest.approx(math.degrees(truth["view"][0, 1]))
+    light = report["items"][0]["light"]
+    assert light["true"]["ambient"] == pytest.approx(float(truth["light"][0, 0]))
+    assert light["predicted"]["direction"] == bundle.read(out / "bundles" / report["items"][0]["name"])[
+        "light"]["direction_camera"]
+    assert set(report["light_error"]) == {"ambient", "diffuse", "direction_deg"} and "| light |" in (
+        out / "report.md").read_text()
     floor = report["ratios_of_exact_canonical"]["side_vs_avg_gt"]["value"]
     assert floor == pytest.approx(again["exact"][0].mean() / again["avg"][0].mean(), rel=1e-6)
     assert 5 < methods[ev.GROUND_TRUTH]["mad_deg"]["mean"] < 7  # the official normals' floor at 64²
