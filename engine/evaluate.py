@@ -11,7 +11,8 @@ method's 2.5D representation cannot hold what the canonical view does not see, t
 maps score better, bench/bench_representation_floor.py), for the ellipsoid prior of the canonical
 silhouette seen in the true view (where a pipeline with a perfect view network and its prior placed in
 the canonical frame would start), and for the ground truth itself, whose MAD is the floor of the
-official normals (docs/default-model.md).
+official normals (docs/default-model.md). The predicted view and light (result.json) are compared with
+the true ones too.
 
 Layout of the output folder (reruns reuse finished bundles, like `batch`):
 
