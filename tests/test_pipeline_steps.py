@@ -337,3 +337,42 @@ def test_input_frame_prior_fits_what_the_input_view_sees():
     print(errors)
     assert errors["input"][0] < 0.3 * errors["canonical"][0]
     assert errors["canonical"][1] < 0.3 * errors["input"][1]
+
+
+def test_pose_term_adds_the_mse_of_v_and_l_on_the_projections_against_the_samples_labels(setup):
+    """step2_loss with labels adds lam_proj_pose × (MSE of V's views + MSE of L's lights); step2_forward
+    passes its pseudo samples' labels, and a per-sample fit (projection "optimize") given labels moves with it."""
+    _, model, target = setup
+    proj, pseudo = torch.rand(3, 3, 64, 64) * 2 - 1, torch.rand(3, 3, 64, 64) * 2 - 1
+    mask, dw = torch.ones(3, 1, 64, 64), torch.zeros(3, 8)
+    views, lights = torch.randn(3, 6) * 0.3, torch.randn(3, 4) * 0.3
+    with torch.no_grad():
+        mse = float((model.predict_view(proj) - views).pow(2).mean()
+                    + (model.predict_light(proj) - lights).pow(2).mean())
+        official = float(model.step2_loss(proj, pseudo, mask, dw, (views, lights)))
+        assert float(model.step2_loss(proj, pseudo, mask, dw)) == official  # 0 = official: no term
+        model.cfg.lam_proj_pose = 3.0
+        try:
+            assert float(model.step2_loss(proj, pseudo, mask, dw, (views, lights))) == pytest.approx(
+                official + 3.0 * mse, rel=1e-5)
+            assert float(model.step2_loss(proj, pseudo, mask, dw)) == official  # no labels: no term
+            model.step1_forward(target, flip=False)
+            gen_state = torch.Generator().manual_seed(5)
+            loss, out = model.step2_forward(target, gen_state)
+            _, _, sampled, shaded = model.pseudo_samples(target, model.cfg.batchsize, torch.Generator().manual_seed(5))
+            expected = model.step2_loss(out["proj"], out["pseudo"], out["mask"], out["dw"], (sampled, shaded))
+            assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+        finally:
+            model.cfg.lam_proj_pose = 0.0
+    saved = model.cfg.projection, model.cfg.projection_iters
+    model.cfg.projection, model.cfg.projection_iters = "optimize", 2
+    try:
+        fits = {}
+        for weight, labels in ((0.0, (views, lights)), (100.0, (views, lights)), (100.0, None)):
+            model.cfg.lam_proj_pose = weight
+            fits[weight, labels is None] = model.project_images(target, pseudo, mask, labels)
+        assert not torch.allclose(fits[100.0, False], fits[0.0, False])
+        assert torch.equal(fits[100.0, True], fits[0.0, False])
+    finally:
+        model.cfg.lam_proj_pose = 0.0
+        model.cfg.projection, model.cfg.projection_iters = saved

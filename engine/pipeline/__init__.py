@@ -8,4 +8,5 @@ Modules:
     previews  per-stage rotation / relighting frames (§10.1)
     result    the trained model → bundle files and JSON
     run       reconstruct(Request, Progress) -> bundle path; pretrain([Request], out, Progress) -> summary
+    supervise V and L taught the default category's labelled renders (`engine train-views`)
 """

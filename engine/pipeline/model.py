@@ -232,18 +232,27 @@ class Model(nn.Module):
             return self.cfg.lam_perc * self.perc(proj, pseudo, mask)
         return proj.new_zeros(())
 
-    def step2_loss(self, proj: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor,
-                   dw: torch.Tensor) -> torch.Tensor:
-        """L1 + feature loss between projections and pseudo samples + λ_reg·mean(Δw²) (§5.5)."""
-        return (losses.photometric_l1(proj, pseudo, mask) + self.feature_loss(proj, pseudo, mask)
+    def step2_loss(self, proj: torch.Tensor, pseudo: torch.Tensor, mask: torch.Tensor, dw: torch.Tensor,
+                   labels: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """L1 + feature loss between projections and pseudo samples + λ_reg·mean(Δw²) (§5.5), plus, given the
+        pseudo samples' (views, lights), `lam_proj_pose` × the MSE of V's and L's reading of the projections
+        against them."""
+        loss = (losses.photometric_l1(proj, pseudo, mask) + self.feature_loss(proj, pseudo, mask)
                 + self.cfg.lam_regular * losses.latent_regulariser(dw))
+        if labels is not None and self.cfg.lam_proj_pose > 0:
+            views, lights = labels
+            loss = loss + self.cfg.lam_proj_pose * ((self.predict_view(proj) - views).pow(2).mean()
+                                                    + (self.predict_light(proj) - lights).pow(2).mean())
+        return loss
 
     def step2_forward(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
-        pseudo, mask, _, _ = self.pseudo_samples(target, self.cfg.batchsize, gen)
+        pseudo, mask, views, lights = self.pseudo_samples(target, self.cfg.batchsize, gen)
         proj, dw = self.project(target, pseudo)
-        return self.step2_loss(proj, pseudo, mask, dw), {"pseudo": pseudo, "proj": proj, "mask": mask, "dw": dw}
+        loss = self.step2_loss(proj, pseudo, mask, dw, (views, lights))
+        return loss, {"pseudo": pseudo, "proj": proj, "mask": mask, "dw": dw}
 
-    def project_optimized(self, target: Target, pseudo: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def project_optimized(self, target: Target, pseudo: torch.Tensor, mask: torch.Tensor,
+                          labels: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """`projection = "optimize"`: each pseudo sample's own offset, fitted by Adam on the step-2 loss.
 
         The offset enters the mapping tail where E's output would (so F1_d and the regulariser mean the
@@ -254,17 +263,19 @@ class Model(nn.Module):
         opt = torch.optim.Adam([h], lr=c.projection_lr)
         for _ in range(c.projection_iters):
             dw = self.offset(h)
-            loss = self.step2_loss(self.gan_images(target.latent + dw), pseudo, mask, dw)
+            loss = self.step2_loss(self.gan_images(target.latent + dw), pseudo, mask, dw, labels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         with torch.no_grad():
             return self.gan_images(target.latent + self.offset(h))
 
-    def project_images(self, target: Target, images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """GAN projections of images with the configured `projection` (no graph kept)."""
+    def project_images(self, target: Target, images: torch.Tensor, mask: torch.Tensor,
+                       labels: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """GAN projections of images with the configured `projection` (no graph kept); `labels` (the views
+        and lights the images were rendered with) enter the per-sample fit's pose term."""
         if self.cfg.projection == "optimize":
-            return self.project_optimized(target, images, mask)
+            return self.project_optimized(target, images, mask, labels)
         with torch.no_grad():
             return self.project(target, images)[0]
 
@@ -273,7 +284,7 @@ class Model(nn.Module):
         that label them (sampled, or with `bank_labels = "fitted"` refitted to the projections), on the CPU."""
         with torch.no_grad():
             pseudo, mask, views, lights = self.pseudo_samples(target, self.cfg.batchsize, gen)
-        proj = self.project_images(target, pseudo, mask)
+        proj = self.project_images(target, pseudo, mask, (views, lights))
         if self.cfg.bank_labels == "fitted":
             views, lights = self.fit_labels(target, proj, mask, views, lights)
         return proj.cpu(), mask.cpu(), views.cpu(), lights.cpu()
