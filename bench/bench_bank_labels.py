@@ -34,6 +34,7 @@ from engine.data.mesh import load_base_mesh
 from engine.device import tune_cpu_allocator
 from engine.evaluate import EvalOptions, write_test_set
 from engine.pipeline.run import Request, build_model, load_frozen, make_target, prior_depth, read_inputs, start_run
+from engine.pipeline.supervise import angles_deg
 from engine.pipeline.trainer import Trainer
 from engine.progress import Progress
 
@@ -42,10 +43,6 @@ AXES = (("yaw", 1), ("pitch", 0))  # component of the renderer's view
 
 def slope(x: np.ndarray, y: np.ndarray) -> float:
     return round(float(np.polyfit(x, y, 1)[0]), 4)
-
-
-def angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.rad2deg(torch.acos((a * b).sum(1).clamp(-1, 1)))
 
 
 def main() -> None:
@@ -95,8 +92,8 @@ def main() -> None:
                 "pipeline_input_yaw": round(float(torch.rad2deg(own[0, 1])), 2),
                 "sampled": {k: torch.rad2deg(sampled[:, i] - own[0, i]).tolist() for k, i in AXES},
                 "read": {k: torch.rad2deg(read[:, i] - read_input[0, i]).tolist() for k, i in AXES},
-                "light_error_deg": angles(light, nets.light_params(bank.lights)[2]).tolist(),
-                "light_vs_mean_deg": angles(light, mean_light.expand_as(light)).tolist(),
+                "light_error_deg": angles_deg(light, nets.light_params(bank.lights)[2]).tolist(),
+                "light_vs_mean_deg": angles_deg(light, mean_light.expand_as(light)).tolist(),
             })
             print(json.dumps({k: v for k, v in rows[-1].items() if not isinstance(v, dict | list)}), flush=True)
     summary = {}

@@ -89,6 +89,11 @@ def train_views(model: Model, data: tuple[torch.Tensor, torch.Tensor, torch.Tens
     model.train_only(())
 
 
+def angles_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Angles (°) between the rows of two B×3 arrays of unit vectors."""
+    return torch.rad2deg(torch.acos((a * b).sum(1).clamp(-1, 1)))
+
+
 def label_errors(model: Model, images: torch.Tensor, views: torch.Tensor, lights: torch.Tensor) -> dict[str, float]:
     """Mean absolute errors of V and L against labels: yaw and pitch (°), the canonical light direction's
     angle (°), next to always answering L's mean; k_a and k_d."""
@@ -98,7 +103,7 @@ def label_errors(model: Model, images: torch.Tensor, views: torch.Tensor, lights
     directions = [nets.light_params(x)[2] for x in (light, lights, model.light_mean.expand_as(lights))]
 
     def angle(a: torch.Tensor, b: torch.Tensor) -> float:
-        return round(float(torch.rad2deg(torch.acos((a * b).sum(1).clamp(-1, 1))).mean()), 2)
+        return round(float(angles_deg(a, b).mean()), 2)
 
     return {"yaw_deg": round(float(torch.rad2deg(rot[:, 1].abs()).mean()), 2),
             "pitch_deg": round(float(torch.rad2deg(rot[:, 0].abs()).mean()), 2),
