@@ -28,7 +28,7 @@ from engine.config import load_config
 from engine.device import tune_cpu_allocator
 from engine.evaluate import TRAINING_SEED
 from engine.pipeline.run import build_model, load_frozen
-from engine.pipeline.supervise import LABELLED, ViewTraining, label_errors, labelled_renders, train_views
+from engine.pipeline.supervise import LABELLED, ViewTraining, label_errors, labelled_renders, net_labels, train_views
 from engine.progress import Progress
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     pool = labelled_renders(cfg, TRAINING_SEED, np.arange(args.pool))
     render_s = round(time.perf_counter() - t0, 1)
     data = renders(HELD_OUT_SEED, np.arange(args.n_eval), cfg.image_size)
-    held_out = labelled_renders(cfg, HELD_OUT_SEED, np.arange(args.n_eval))
+    held_out = (data["image"], *net_labels(cfg, torch.from_numpy(data["view"]), torch.from_numpy(data["light"])))
 
     def evaluation(it: int) -> dict:
         scores = score(model, data)  # leaves V and L (and D, A) trainable: hand them back to V and L only

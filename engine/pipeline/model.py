@@ -240,10 +240,12 @@ class Model(nn.Module):
         loss = (losses.photometric_l1(proj, pseudo, mask) + self.feature_loss(proj, pseudo, mask)
                 + self.cfg.lam_regular * losses.latent_regulariser(dw))
         if labels is not None and self.cfg.lam_proj_pose > 0:
-            views, lights = labels
-            loss = loss + self.cfg.lam_proj_pose * ((self.predict_view(proj) - views).pow(2).mean()
-                                                    + (self.predict_light(proj) - lights).pow(2).mean())
+            loss = loss + self.cfg.lam_proj_pose * self.label_mse(proj, *labels)
         return loss
+
+    def label_mse(self, images: torch.Tensor, views: torch.Tensor, lights: torch.Tensor) -> torch.Tensor:
+        """MSE of V's views (means included) against `views` plus MSE of L's lights against `lights`."""
+        return (self.predict_view(images) - views).pow(2).mean() + (self.predict_light(images) - lights).pow(2).mean()
 
     def step2_forward(self, target: Target, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         pseudo, mask, views, lights = self.pseudo_samples(target, self.cfg.batchsize, gen)

@@ -54,11 +54,6 @@ def labelled_renders(cfg: Config, seed: int, indices: np.ndarray, chunk: int = 2
     return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
 
-def label_loss(model: Model, images: torch.Tensor, views: torch.Tensor, lights: torch.Tensor) -> torch.Tensor:
-    """MSE of V's and L's outputs (means included) against the labels, the view and light terms summed."""
-    return (model.predict_view(images) - views).pow(2).mean() + (model.predict_light(images) - lights).pow(2).mean()
-
-
 @dataclass(frozen=True)
 class ViewTraining:
     """How V and L are taught: Adam at `lr` on batches of `batch` drawn from `pool` training renders."""
@@ -80,7 +75,7 @@ def train_views(model: Model, data: tuple[torch.Tensor, torch.Tensor, torch.Tens
     draws = torch.Generator().manual_seed(opts.seed)
     for it in range(1, opts.iters + 1):
         pick = torch.randint(len(images), (opts.batch,), generator=draws)
-        loss = label_loss(model, images[pick], views[pick], lights[pick])
+        loss = model.label_mse(images[pick], views[pick], lights[pick])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
