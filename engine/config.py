@@ -46,7 +46,7 @@ SYNFACE_RAND_LIGHT = (-0.9, 0.9, -0.3, 0.8, -0.1, 0.7, -0.4)
 CATEGORIES = ("face", "cat", "car", "church", "synface", "object")
 PERCEPTUAL_CHOICES = ("auto", "lpips-vgg", "mobilenet-v2")
 STEP2_FEATURE_LOSSES = ("discriminator", "perceptual", "none")
-PRIOR_FRAMES = ("canonical", "input")
+PRIOR_FRAMES = ("canonical", "input", "input_object")
 MASK_FALLBACKS = ("grabcut", "full", "error")
 PROJECTIONS = ("encoder", "optimize")
 BANK_LABELS = ("sampled", "fitted")
@@ -182,7 +182,11 @@ class Config:
     # it, which is the input's frame only while V's view of the input is near the mean view (true of the
     # untrained V of car/church). "input": D's depth seen in V's view of the input is fitted to it, for a
     # pretrained V that turns the input away from frontal (`engine train-views`, docs/default-model.md
-    # item 11).
+    # item 11). "input_object": only the object (the input's mask) is fitted through V's view; the rest of
+    # the canonical map is fitted to the flat background `prior_far` of the canonical frame, as in the
+    # official fit. With "input", a turned input's flat background becomes a tilted plane in the canonical
+    # map, clamped into near strips at the borders that swing in front of the object in turned views
+    # (item 13).
     prior_frame: str = "canonical"
     # --- weights ---
     gan_ckpt: str = "default"  # manifest name or path of the StyleGAN2 checkpoint
@@ -202,6 +206,7 @@ class Config:
     step2_feature_loss: str = "discriminator"  # official; "perceptual" swaps in LPIPS (cheaper on CPU)
     mask_fallback: str = "grabcut"  # when neither --mask nor an alpha channel is given
     net_width: float = 1.0  # width factor of D, A, V, L, E (1.0 = official sizes)
+    view_light_width: float | None = None  # width factor of V and L alone (None = net_width)
     max_input_side: int = 4096  # larger inputs are downscaled on load, with a warning
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
 
@@ -453,6 +458,8 @@ def _check(cfg: Config) -> None:
         raise bad("lr_enc", "must be positive (or none for lr)")
     if not 0 < cfg.net_width <= 4:
         raise bad("net_width", "must be in (0, 4]")
+    if cfg.view_light_width is not None and not 0 < cfg.view_light_width <= 4:
+        raise bad("view_light_width", "must be in (0, 4] or none")
     if cfg.crop is not None and not 0 < cfg.crop <= crop_reference(cfg):
         raise bad("crop", f"must be in 1..{crop_reference(cfg)} (crop_reference_size, else gan_size)")
     for key, choices in (("category", CATEGORIES), ("perceptual", PERCEPTUAL_CHOICES),

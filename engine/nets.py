@@ -5,7 +5,7 @@ Public API:
     EDDeconv(cin, cout, size, width=1.0, tanh=False)       depth net D (cout=1) / albedo net A (cout=3, tanh)
     Encoder(cin, cout, size, width=1.0)                    view net V (cout=6) / light net L (cout=4), tanh
     ResEncoder(cin, cout, size, width=1.0)                 latent-offset encoder E (cout=512)
-    build_nets(image_size, width=1.0, latent_dim=512) -> dict[str, nn.Module]
+    build_nets(image_size, width=1.0, latent_dim=512, view_light_width=None) -> dict[str, nn.Module]
         {"netD", "netA", "netV", "netL", "netEnc"}; width 1.0 gives the official sizes and state-dict names
         (`network.<index>.*` of one nn.Sequential), so official *_pretrain.pth files load.
     load_gan2shape_checkpoint(path, nets, strict=True) -> list[str]   loads the nets present in the file
@@ -165,13 +165,16 @@ class ResEncoder(nn.Module):
         return self.network(x).flatten(1)
 
 
-def build_nets(image_size: int, width: float = 1.0, latent_dim: int = 512) -> dict[str, nn.Module]:
-    """The five networks at PyTorch's default init (the official init, §2)."""
+def build_nets(image_size: int, width: float = 1.0, latent_dim: int = 512,
+               view_light_width: float | None = None) -> dict[str, nn.Module]:
+    """The five networks at PyTorch's default init (the official init, §2); V and L at `view_light_width`
+    when given (a V/L file taught once for a category need not be as wide as the per-image D and A)."""
+    vl = width if view_light_width is None else view_light_width
     return {
         "netD": EDDeconv(3, 1, image_size, width),
         "netA": EDDeconv(3, 3, image_size, width, tanh=True),
-        "netV": Encoder(3, 6, image_size, width),
-        "netL": Encoder(3, 4, image_size, width),
+        "netV": Encoder(3, 6, image_size, vl),
+        "netL": Encoder(3, 4, image_size, vl),
         "netEnc": ResEncoder(3, latent_dim, image_size, width),
     }
 

@@ -8,7 +8,7 @@ Public API:
         S/2 + ratio·(c_y − S/2); center_quirk=False centres it on the mask's bounding box.
         An empty mask (nothing ≥ threshold) → EngineError (§13.28).
     ellipsoid_for(mask, cfg) -> S×S depth: the same with the config's prior_* settings and category.
-    fit_prior(net_d, image, prior_depth, cfg, progress=None, grad_sync=None, seen=None) -> float
+    fit_prior(net_d, image, prior_depth, cfg, progress=None, grad_sync=None, loss_fn=None) -> float
         Adam on D only (cfg.prior_fit_iters, cfg.prior_fit_lr, cfg.weight_decay, cfg.adam_betas),
         MSE between depth_from_raw(D(image)) (no border clamp) and the prior, or with `seen` between
         what the input's view sees of it and the prior, where seen; progress(i, total, loss)
@@ -116,10 +116,9 @@ def ellipsoid(mask: torch.Tensor, category: str = "object", near: float = 0.91, 
 def fit_prior(net_d: torch.nn.Module, image: torch.Tensor, prior_depth: torch.Tensor, cfg: Any,
               progress: Callable[[int, int, float], None] | None = None,
               grad_sync: Callable[[Iterable[torch.nn.Parameter]], None] | None = None,
-              seen: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None) -> float:
-    """Train D alone so that its rescaled depth matches the prior (official init_netD_ellipsoid), or, given
-    `seen` (canonical depth → its depth seen in the input's view and 1 where that hit the surface), so that
-    what the input's view sees of it matches the prior where it is seen (cfg.prior_frame "input")."""
+              loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> float:
+    """Train D alone so that its rescaled depth matches the prior (official init_netD_ellipsoid), or
+    minimises `loss_fn(canonical depth, prior)` (the input-frame fits of cfg.prior_frame, Model.prior_loss)."""
     target = prior_depth.to(image.device).reshape(1, *prior_depth.shape[-2:]).expand(image.shape[0], -1, -1)
     opt = torch.optim.Adam(net_d.parameters(), lr=cfg.prior_fit_lr, betas=tuple(cfg.adam_betas),
                            weight_decay=cfg.weight_decay)
@@ -127,11 +126,7 @@ def fit_prior(net_d: torch.nn.Module, image: torch.Tensor, prior_depth: torch.Te
     loss_value = float("nan")
     for i in range(cfg.prior_fit_iters):
         depth = depth_from_raw(net_d(image), cfg.min_depth, cfg.max_depth)
-        if seen is None:
-            loss = F.mse_loss(depth, target)
-        else:
-            depth, valid = seen(depth)
-            loss = ((depth - target).pow(2) * valid).sum() / valid.sum().clamp_min(1)
+        loss = F.mse_loss(depth, target) if loss_fn is None else loss_fn(depth, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if grad_sync is not None:

@@ -339,6 +339,34 @@ def test_input_frame_prior_fits_what_the_input_view_sees():
     assert errors["canonical"][1] < 0.3 * errors["input"][1]
 
 
+def test_input_object_prior_fits_the_object_through_the_view_and_a_flat_canonical_background():
+    """prior_frame "input_object" fits the object as the turned input's view sees it, like "input", but keeps
+    the canonical map's background flat at prior_far instead of the input's background turned into a slope."""
+    torch.manual_seed(0)
+    gen = tiny_generator()
+    target = make_target(gen)
+    prior_depth = prior.ellipsoid(target.mask[0, 0], near=0.95)[None]
+    on_object = target.mask[:, 0] >= 0.7
+    errors = {}
+    for frame in ("input", "input_object"):
+        cfg = dataclasses.replace(tiny_config(), prior_frame=frame, prior_fit_iters=80, prior_fit_lr=1e-3)
+        torch.manual_seed(1)
+        model = make_model(cfg, gen)
+        model.view_mean[0, 1] = 0.5  # 30° of yaw
+        trainer = Trainer(model, [target], cfg, prior_fn=lambda t: prior_depth)
+        trainer.run_phase(trainer.phases[0])
+        with torch.no_grad():
+            depth = nets.depth_from_raw(model.nets["netD"](target.image), cfg.min_depth, cfg.max_depth)
+            seen, valid = model.seen_by_input(target)(depth)
+            view_t = model.to_transform(model.predict_view(target.image))
+            outside = model.canonical_mask(target, depth, view_t)[:, 0] < 0.5
+        object_error = float(((seen - prior_depth) ** 2)[(valid > 0) & on_object].mean())
+        errors[frame] = (object_error, float((depth[outside] - cfg.prior_far).abs().mean()))
+    print(errors)
+    assert errors["input_object"][0] < 2 * errors["input"][0] + 1e-5  # the object is fitted as well
+    assert errors["input_object"][1] < 0.3 * errors["input"][1]  # and the background stays flat
+
+
 def test_pose_term_adds_the_mse_of_v_and_l_on_the_projections_against_the_samples_labels(setup):
     """step2_loss with labels adds lam_proj_pose × (MSE of V's views + MSE of L's lights); step2_forward
     passes its pseudo samples' labels, and a per-sample fit (projection "optimize") given labels moves with it."""

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from engine import nets, render
@@ -93,3 +94,26 @@ def test_train_views_command_writes_a_views_only_checkpoint_the_default_preset_l
         assert all(torch.equal(v, saved[name][k]) for k, v in model.nets[name].state_dict().items())
     assert main(["train-views", "--iters", "0", "--out", str(tmp_path / "bad.pth")]) == 2
     assert "must be positive" in capsys.readouterr().err and not (tmp_path / "bad.pth").exists()
+
+
+def test_train_views_at_its_own_width_loads_only_into_a_preset_of_that_width(tmp_path, capsys):
+    from engine.cli import main
+    from engine.errors import EngineError
+    from engine.nets import describe_checkpoint
+    from engine.pipeline.run import build_model, load_frozen
+    from engine.progress import Progress
+
+    out = tmp_path / "slim.pth"
+    assert main(["train-views", "--iters", "2", "--pool", "8", "--batch", "4", "--n-eval", "4", "--threads", "1",
+                 "--set", "view_light_width=0.125", "--out", str(out)]) == 0
+    assert describe_checkpoint(out) == "gan2shape, 64², netV/netL, width 0.125"
+    assert torch.load(out, weights_only=True)["meta"]["set"] == ["view_light_width=0.125"]
+    cpu = torch.device("cpu")
+    cfg = load_config("default", overrides=[f'pretrain="{out}"', "view_light_width=0.125"])
+    model, _ = build_model(cfg, load_frozen(cfg, cpu, Progress()), cpu)
+    assert model.nets["netV"].network[0].out_channels == 8 and model.nets["netD"].network[0].out_channels == 32
+    wide = load_config("default", overrides=[f'pretrain="{out}"'])
+    with pytest.raises(EngineError, match="has shape"):
+        build_model(wide, load_frozen(wide, cpu, Progress()), cpu)
+    assert main(["train-views", "--iters", "1", "--set", "view_light_width=0", "--out", str(tmp_path / "b.pth")]) == 2
+    assert "view_light_width" in capsys.readouterr().err and not (tmp_path / "b.pth").exists()

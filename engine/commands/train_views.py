@@ -32,7 +32,7 @@ HELD_OUT_SEED = 1  # the renders the result is scored on (evaluate's default see
 def register(parser: argparse.ArgumentParser) -> None:
     defaults = ViewTraining()
     parser.add_argument("--out", type=Path, default=REPO_WEIGHTS / "default" / "views-lights.pth",
-                        help="checkpoint to write (default: weights/default/views-lights.pth; not shipped, 14 MB)")
+                        help="checkpoint to write (default: weights/default/views-lights.pth)")
     parser.add_argument("--iters", type=int, default=defaults.iters, help="Adam steps")
     parser.add_argument("--batch", type=int, default=defaults.batch, help="renders per step")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
@@ -41,6 +41,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the initialisation and draws")
     parser.add_argument("--n-eval", type=int, default=100, help="held-out renders (seed 1) scored at the end")
     parser.add_argument("--preset", default="default", help="preset whose nets and view/light means are used")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key of the preset (repeatable), e.g. view_light_width=0.25")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="JSON-lines progress on stdout")
     parser.set_defaults(func=run)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     torch.manual_seed(opts.seed)
     progress = Progress(json_mode=args.json)
-    cfg = load_config(args.preset, overrides=["pretrain=none"])
+    cfg = load_config(args.preset, overrides=[*args.set, "pretrain=none"])
     cpu = torch.device("cpu")
     model, _ = build_model(cfg, load_frozen(cfg, cpu, progress), cpu)
     progress.start(opts.pool + opts.iters, command=NAME, out=str(args.out), **asdict(opts))
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     train_views(model, pool, opts, lambda it, loss: progress.advance(1, step="train", iter=it, loss=round(loss, 5)))
     errors = label_errors(model, *labelled_renders(cfg, HELD_OUT_SEED, np.arange(args.n_eval)))
     nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in LABELLED},
-                                   extra={"meta": {"preset": args.preset, **asdict(opts), "held_out": errors}})
+                                   extra={"meta": {"preset": args.preset, "set": args.set, **asdict(opts),
+                                                    "held_out": errors}})
     seconds = round(time.monotonic() - t0, 1)
     progress.result(out=str(args.out), seconds=seconds, held_out=errors)
     if not args.json:

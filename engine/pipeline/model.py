@@ -53,7 +53,8 @@ class Model(nn.Module):
                  light_mean: torch.Tensor, view_dist: torch.distributions.Distribution):
         super().__init__()
         self.cfg = cfg
-        self.nets = nn.ModuleDict(nets.build_nets(cfg.image_size, cfg.net_width, generator.latent_dim))
+        self.nets = nn.ModuleDict(nets.build_nets(cfg.image_size, cfg.net_width, generator.latent_dim,
+                                                     cfg.view_light_width))
         self.generator = generator
         self.perceptual = perceptual
         self.register_buffer("view_mean", view_mean.float().reshape(1, 6))
@@ -114,6 +115,30 @@ class Model(nn.Module):
             depth_view = render.rasterize_depth(depth, view_t.expand(depth.shape[0], -1), self.cam, self.opts)
             return depth_view, render.valid_mask(depth_view, self.opts)
         return seen
+
+    def prior_loss(self, target: Target) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """The ellipsoid fit's loss of (canonical depth, prior) for cfg.prior_frame; None = the official MSE
+        in the canonical frame. "input": MSE of the depth seen in V's view of the input, where seen.
+        "input_object": that on the input's object mask only, plus the MSE to the flat background
+        `prior_far` on the canonical pixels outside the object (carried over by the current depth)."""
+        frame = self.cfg.prior_frame
+        if frame == "canonical":
+            return None
+        seen = self.seen_by_input(target)
+        with torch.no_grad():
+            view_t = self.to_transform(self.predict_view(target.image))
+            on_object = (target.mask >= self.cfg.prior_mask_threshold).float()[:, 0]
+
+        def loss(depth: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+            depth_view, weight = seen(depth)
+            if frame == "input_object":
+                weight = weight * on_object
+            fit = ((depth_view - prior).pow(2) * weight).sum() / weight.sum().clamp_min(1)
+            if frame == "input":
+                return fit
+            outside = 1 - self.canonical_mask(target, depth, view_t)[:, 0]
+            return fit + ((depth - self.cfg.prior_far).pow(2) * outside).sum() / outside.sum().clamp_min(1)
+        return loss
 
     def canonical_mask(self, target: Target, depth: torch.Tensor, view_t: torch.Tensor) -> torch.Tensor:
         """The input's object mask carried into the canonical frame with the forward warp (§3.7)."""

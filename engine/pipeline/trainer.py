@@ -171,7 +171,7 @@ class Trainer:
             target = self.targets[self.current]
             prior.fit_prior(model.nets["netD"], target.image, self.prior_fn(target), self.cfg,
                             progress=lambda i, _total, loss: tick(i, loss), grad_sync=self.grad_sync,
-                            seen=model.seen_by_input(target) if self.cfg.prior_frame == "input" else None)
+                            loss_fn=model.prior_loss(target))
         elif phase.step == "collect":
             for it in range(phase.iterations):
                 self.collect(phase, it)
