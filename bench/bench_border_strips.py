@@ -1,0 +1,68 @@
+"""Near strips at the canonical depth map's left and right borders, and what they cost, per evaluation run.
+
+Why: with a V that turns the input (`prior_frame` "input", docs/default-model.md items 12-13) the canonical
+map grows strips at the near clamp (min_depth 0.9) beside the border columns; a turned view swings them in
+front of the object, where the scored depth then steps. This reads finished `engine evaluate` folders
+(report.json and each bundle's canonical depth.npy) and prints JSON: per folder, how many images have a
+strip, and the mean SIDE / MAD (x100 / degrees) of the images with and without one.
+
+    .venv/bin/python bench/bench_border_strips.py out/evaluate-default-seed1 other-run/ [--near 0.92]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+from pathlib import Path
+
+import numpy as np
+
+from engine.nets import clamp_border
+
+# The border columns clamp_border sets (not D's own output).
+CLAMPED = inspect.signature(clamp_border).parameters["width"].default
+
+
+def border_minimum(depth: np.ndarray, band: int) -> float:
+    """The nearest depth in the `band` columns inside the clamped ones, on either side."""
+    inner = slice(CLAMPED, CLAMPED + band), slice(depth.shape[1] - CLAMPED - band, depth.shape[1] - CLAMPED)
+    return float(min(depth[:, inner[0]].min(), depth[:, inner[1]].min()))
+
+
+def summarise(folder: Path, near: float, band: int) -> dict:
+    report = json.loads((folder / "report.json").read_text())
+    rows = []
+    for item in report["items"]:
+        depth_file = folder / "bundles" / item["name"] / "depth.npy"
+        if item.get("error") or not depth_file.is_file():
+            continue
+        scores = item["metrics"]["gan2shape"]
+        rows.append((item["name"], border_minimum(np.load(depth_file), band), scores["side_x100"], scores["mad_deg"]))
+    edge = np.array([r[1] for r in rows])
+    side, mad = np.array([r[2] for r in rows]), np.array([r[3] for r in rows])
+    strip = edge < near
+
+    def mean(values: np.ndarray, pick: np.ndarray) -> float | None:
+        return round(float(values[pick].mean()), 3) if pick.any() else None
+
+    return {"folder": str(folder), "images": len(rows), "with_strip": int(strip.sum()),
+            "side_x100": {"all": mean(side, strip | ~strip), "with_strip": mean(side, strip),
+                          "without": mean(side, ~strip), "median": round(float(np.median(side)), 3)},
+            "mad_deg": {"all": mean(mad, strip | ~strip), "with_strip": mean(mad, strip),
+                        "without": mean(mad, ~strip), "median": round(float(np.median(mad)), 2)},
+            "worst_side": [{"name": n, "border_min": round(e, 3), "side_x100": round(s, 3), "mad_deg": round(m, 2)}
+                           for n, e, s, m in sorted(rows, key=lambda r: -r[2])[:3]]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", type=Path, nargs="+", help="finished `engine evaluate` output folders")
+    parser.add_argument("--near", type=float, default=0.92, help="a border minimum below this is a strip")
+    parser.add_argument("--band", type=int, default=6, help="columns inside the clamped ones that are searched")
+    args = parser.parse_args()
+    print(json.dumps([summarise(f, args.near, args.band) for f in args.folders], indent=1))
+
+
+if __name__ == "__main__":
+    main()
