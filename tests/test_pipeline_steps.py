@@ -11,7 +11,7 @@ from engine.config import NET_NAMES, load_config
 from engine.errors import EngineError
 from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
-from engine.pipeline.trainer import Trainer, plan, preview_stage_after
+from engine.pipeline.trainer import ITER_COST, Trainer, phase_cost, plan, preview_stage_after
 
 
 def make_model(cfg, gen):
@@ -143,10 +143,20 @@ def test_plan_fits_the_prior_only_without_a_pretrained_depth_net(preset, prior_i
     cfg = load_config(preset)
     with_prior = plan(cfg, 1, need_prior=True)
     without = plan(cfg, 1, need_prior=False)
-    assert [p.step for p in without] == ["step1", "step2", "collect", "step3"] * cfg.num_stage
+    step2 = ["step2"] if cfg.projection == "encoder" else []  # "optimize" (the default preset) projects per sample
+    assert [p.step for p in without] == ["step1", *step2, "collect", "step3"] * cfg.num_stage
     assert with_prior[0].step == "prior" and with_prior[0].iterations == cfg.prior_fit_iters
     assert with_prior[1:] == without
     assert prior_iters in (0, cfg.prior_fit_iters)
+
+
+def test_progress_weighs_a_per_sample_projection_as_its_own_step2_iterations():
+    """With projection "optimize" a collect iteration runs projection_iters step-2 iterations, so the progress
+    fraction (and its ETA) must not count it as a plain collect forward."""
+    for projection, per in (("encoder", ITER_COST["collect"]), ("optimize", 40 * ITER_COST["step2"])):
+        cfg = load_config("default", overrides=[f'projection="{projection}"', "projection_iters=40"])
+        collect = next(p for p in plan(cfg, 1, need_prior=True) if p.step == "collect")
+        assert phase_cost(collect, cfg) == pytest.approx(per * collect.iterations)
 
 
 def test_previews_are_due_after_stage0_step2_and_after_every_step3():

@@ -241,7 +241,7 @@ def start_run(cfg: Config, reqs: list[Request], saved: dict | None, progress: Pr
     model, need_prior = build_model(cfg, frozen, device)
     phases = plan(cfg, len(reqs), need_prior)
     projections = 0 if saved is not None else sum(r.latent is None for r in reqs)
-    total = sum(phase_cost(p) for p in phases) + projections * cfg.projector.iters * ITER_COST["project"]
+    total = sum(phase_cost(p, cfg) for p in phases) + projections * cfg.projector.iters * ITER_COST["project"]
     progress.start(total, phases=len(phases), images=len(reqs), resumed=saved is not None, **start_info)
     return device, frozen, model, need_prior
 
