@@ -4,7 +4,8 @@ Why: with a V that turns the input (`prior_frame` "input", docs/default-model.md
 map grows strips at the near clamp (min_depth 0.9) beside the border columns; a turned view swings them in
 front of the object, where the scored depth then steps. This reads finished `engine evaluate` folders
 (report.json and each bundle's canonical depth.npy) and prints JSON: per folder, how many images have a
-strip, and the mean SIDE / MAD (x100 / degrees) of the images with and without one.
+strip, and the mean SIDE / MAD (x100 / degrees) of the images with and without one; for every folder
+after the first, on how many of the images both hold it scores better than the first.
 
     .venv/bin/python bench/bench_border_strips.py out/evaluate-default-seed1 other-run/ [--near 0.92]
 """
@@ -47,6 +48,7 @@ def summarise(folder: Path, near: float, band: int) -> dict:
         return round(float(values[pick].mean()), 3) if pick.any() else None
 
     return {"folder": str(folder), "images": len(rows), "with_strip": int(strip.sum()),
+            "scores": {name: (side_x100, mad_deg) for name, _, side_x100, mad_deg in rows},
             "side_x100": {"all": mean(side, strip | ~strip), "with_strip": mean(side, strip),
                           "without": mean(side, ~strip), "median": round(float(np.median(side)), 3)},
             "mad_deg": {"all": mean(mad, strip | ~strip), "with_strip": mean(mad, strip),
@@ -61,7 +63,15 @@ def main() -> None:
     parser.add_argument("--near", type=float, default=0.92, help="a border minimum below this is a strip")
     parser.add_argument("--band", type=int, default=6, help="columns inside the clamped ones that are searched")
     args = parser.parse_args()
-    print(json.dumps([summarise(f, args.near, args.band) for f in args.folders], indent=1))
+    runs = [summarise(f, args.near, args.band) for f in args.folders]
+    first = runs[0].pop("scores")
+    for run in runs[1:]:
+        scores = run.pop("scores")
+        both = sorted(set(first) & set(scores))
+        run["better_than_first"] = {"images": len(both),
+                                    "side_x100": sum(scores[n][0] < first[n][0] for n in both),
+                                    "mad_deg": sum(scores[n][1] < first[n][1] for n in both)}
+    print(json.dumps(runs, indent=1))
 
 
 if __name__ == "__main__":

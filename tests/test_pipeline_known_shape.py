@@ -65,7 +65,8 @@ def test_schedule_with_real_step2_beats_the_ellipsoid_prior():
         "num_stage=1", "stage_len_dict=[60, 1, 300]", "collect_iters=6", "net_width=0.25",
         "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
         "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lam_bank_light=100",
-        "lr=3e-4"])
+        "lr=3e-4", "pretrain=none", "view_light_width=none", 'prior_frame="canonical"',
+        'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0"])  # the method's own V, L and prior
     model, target, ellipsoid = known.setup(cfg)
     image, depth_gt, mask_gt = target.image, known.depth, known.mask
     prior = depth_metrics(ellipsoid, depth_gt, torch.ones_like(ellipsoid), model.cam, mask_gt=mask_gt)

@@ -83,7 +83,7 @@ def test_train_views_command_writes_a_views_only_checkpoint_the_default_preset_l
     assert main(["train-views", "--iters", "3", "--pool", "8", "--batch", "4", "--n-eval", "4", "--threads", "1",
                  "--out", str(out)]) == 0
     assert "held-out yaw error" in capsys.readouterr().out
-    assert describe_checkpoint(out) == "gan2shape, 64², netV/netL, width 0.5"
+    assert describe_checkpoint(out) == "gan2shape, 64², netV/netL, width 0.25"  # the preset's view_light_width
     saved = torch.load(out, weights_only=True)
     meta = saved["meta"]
     assert meta["iters"] == 3 and meta["pool"] == 8 and set(meta["held_out"]) >= {"yaw_deg", "light_direction_deg"}
@@ -112,8 +112,29 @@ def test_train_views_at_its_own_width_loads_only_into_a_preset_of_that_width(tmp
     cfg = load_config("default", overrides=[f'pretrain="{out}"', "view_light_width=0.125"])
     model, _ = build_model(cfg, load_frozen(cfg, cpu, Progress()), cpu)
     assert model.nets["netV"].network[0].out_channels == 8 and model.nets["netD"].network[0].out_channels == 32
-    wide = load_config("default", overrides=[f'pretrain="{out}"'])
+    wide = load_config("default", overrides=[f'pretrain="{out}"', "view_light_width=none"])
     with pytest.raises(EngineError, match="has shape"):
         build_model(wide, load_frozen(wide, cpu, Progress()), cpu)
     assert main(["train-views", "--iters", "1", "--set", "view_light_width=0", "--out", str(tmp_path / "b.pth")]) == 2
     assert "view_light_width" in capsys.readouterr().err and not (tmp_path / "b.pth").exists()
+
+
+def test_the_shipped_views_lights_read_held_out_renders():
+    """The default preset loads weights/default/views-lights.pth, and its V and L read the view and light
+    of held-out renders (seed 1) far better than always answering frontal / L's mean."""
+    from engine.commands.train_views import HELD_OUT_SEED
+    from engine.pipeline.run import build_model, load_frozen
+    from engine.pipeline.supervise import label_errors, labelled_renders
+    from engine.progress import Progress
+
+    cpu = torch.device("cpu")
+    cfg = load_config("default")
+    assert cfg.pretrain == "default-views-lights"
+    model, need_prior = build_model(cfg, load_frozen(cfg, cpu, Progress()), cpu)
+    assert need_prior  # V and L only: the ellipsoid is fitted
+    images, views, lights = labelled_renders(cfg, HELD_OUT_SEED, np.arange(24))
+    errors = label_errors(model, images, views, lights)
+    frontal = float(torch.rad2deg(model.to_transform(views)[:, 1].abs()).mean())
+    print(errors, frontal)
+    assert errors["yaw_deg"] < 0.3 * frontal and errors["pitch_deg"] < 6
+    assert errors["light_direction_deg"] < 0.5 * errors["light_direction_mean_deg"]
