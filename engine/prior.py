@@ -10,8 +10,8 @@ Public API:
     ellipsoid_for(mask, cfg) -> S×S depth: the same with the config's prior_* settings and category.
     fit_prior(net_d, image, prior_depth, cfg, progress=None, grad_sync=None, loss_fn=None) -> float
         Adam on D only (cfg.prior_fit_iters, cfg.prior_fit_lr, cfg.weight_decay, cfg.adam_betas),
-        MSE between depth_from_raw(D(image)) (no border clamp) and the prior, or with `seen` between
-        what the input's view sees of it and the prior, where seen; progress(i, total, loss)
+        MSE between depth_from_raw(D(image)) (no border clamp) and the prior, or `loss_fn(depth, prior)`
+        (the input-frame fits of Model.prior_loss); progress(i, total, loss)
         after every iteration; grad_sync(D's parameters) between backward and step (shared-weights
         group mode). Returns the last loss.
     grabcut_mask(rgb, margin=0.05, iters=5, work_side=256) -> 1×1×H×W in {0, 1}
