@@ -5,7 +5,7 @@ map grows strips at the near clamp (min_depth 0.9) beside the border columns; a 
 front of the object, where the scored depth then steps. This reads finished `engine evaluate` folders
 (report.json and each bundle's canonical depth.npy) and prints JSON: per folder, how many images have a
 strip, and the mean SIDE / MAD (x100 / degrees) of the images with and without one; for every folder
-after the first, on how many of the images both hold it scores better than the first.
+after the first, on how many of the images both hold it scores better than the first, and both means there.
 
     .venv/bin/python bench/bench_border_strips.py out/evaluate-default-seed1 other-run/ [--near 0.92]
 """
@@ -71,6 +71,9 @@ def main() -> None:
         run["better_than_first"] = {"images": len(both),
                                     "side_x100": sum(scores[n][0] < first[n][0] for n in both),
                                     "mad_deg": sum(scores[n][1] < first[n][1] for n in both)}
+        run["means_on_these_images"] = {  # (SIDE x100, MAD deg): this folder's, then the first's
+            "this": [round(float(np.mean([scores[n][k] for n in both])), 3) for k in (0, 1)],
+            "first": [round(float(np.mean([first[n][k] for n in both])), 3) for k in (0, 1)]}
     print(json.dumps(runs, indent=1))
 
 
