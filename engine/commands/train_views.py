@@ -1,7 +1,8 @@
 """`train-views`: teach V and L the default category's views and lights from its labelled renders.
 
-Writes a gan2shape checkpoint with netV and netL only, usable as `--set pretrain=FILE`; no preset uses
-one (docs/default-model.md, items 11 and 12). See engine/pipeline/supervise.py for why.
+Writes a gan2shape checkpoint with netV and netL only: by default the `default` preset's `pretrain`,
+weights/default/views-lights.pth, at the preset's `view_light_width` (docs/default-model.md, items 11-13).
+See engine/pipeline/supervise.py for why.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ HELD_OUT_SEED = 1  # the renders the result is scored on (evaluate's default see
 def register(parser: argparse.ArgumentParser) -> None:
     defaults = ViewTraining()
     parser.add_argument("--out", type=Path, default=REPO_WEIGHTS / "default" / "views-lights.pth",
-                        help="checkpoint to write (default: weights/default/views-lights.pth)")
+                        help="checkpoint to write (default: the embedded one, weights/default/views-lights.pth)")
     parser.add_argument("--iters", type=int, default=defaults.iters, help="Adam steps")
     parser.add_argument("--batch", type=int, default=defaults.batch, help="renders per step")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")

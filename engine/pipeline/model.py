@@ -106,10 +106,13 @@ class Model(nn.Module):
         return (losses.photometric_l1(recon, target, mask)
                 + self.cfg.lam_perc * self.perc(recon, target, mask))
 
-    def seen_by_input(self, target: Target) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """Canonical depth → (its depth seen in V's current view of the input, 1 where that hit the surface)."""
-        with torch.no_grad():
-            view_t = self.to_transform(self.predict_view(target.image))
+    def seen_by_input(self, target: Target, view_t: torch.Tensor | None = None
+                      ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """Canonical depth → (its depth seen in V's current view of the input, 1 where that hit the surface);
+        `view_t`: that view as a transform, if the caller has it already."""
+        if view_t is None:
+            with torch.no_grad():
+                view_t = self.to_transform(self.predict_view(target.image))
 
         def seen(depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             depth_view = render.rasterize_depth(depth, view_t.expand(depth.shape[0], -1), self.cam, self.opts)
@@ -124,10 +127,10 @@ class Model(nn.Module):
         frame = self.cfg.prior_frame
         if frame == "canonical":
             return None
-        seen = self.seen_by_input(target)
         with torch.no_grad():
             view_t = self.to_transform(self.predict_view(target.image))
             on_object = (target.mask >= self.cfg.prior_mask_threshold).float()[:, 0]
+        seen = self.seen_by_input(target, view_t)
 
         def loss(depth: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
             depth_view, weight = seen(depth)
