@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from engine.config import load_config
-from engine.evaluate import PRIOR, baseline_depths, hit
+from engine.evaluate import EXACT_CANONICAL, PREDICTION, PRIOR, baseline_depths, hit
 from engine.metrics import erode, gt_mask
 
 
@@ -34,11 +34,15 @@ def agreement(depth: np.ndarray, valid: np.ndarray, depth_gt: np.ndarray) -> tup
     return float((p * g).sum() / np.sqrt((p * p).sum() * (g * g).sum())), float((p * g).sum() / (g * g).sum())
 
 
+def stats(values: np.ndarray) -> dict[str, float]:
+    return {"mean": round(float(values.mean()), 3), "median": round(float(np.median(values)), 3)}
+
+
 def summarise(folder: Path) -> dict:
     report = json.loads((folder / "report.json").read_text())
     cfg = load_config(report["preset"], overrides=report["config"])
     avg_gt = np.zeros(1)  # baseline_depths needs one; only the prior row is read
-    per_method: dict[str, list[tuple[str, float, float]]] = {"gan2shape": [], PRIOR: [], "exact_canonical": []}
+    per_method: dict[str, list[tuple[str, float, float]]] = {PREDICTION: [], PRIOR: [], EXACT_CANONICAL: []}
     for item in report["items"]:
         name, bundle_dir = item["name"], folder / "bundles" / item["name"]
         if item.get("error") or not (bundle_dir / "depth_view.npy").is_file():
@@ -47,18 +51,15 @@ def summarise(folder: Path) -> dict:
         prediction = np.load(bundle_dir / "depth_view.npy")
         exact = np.load(folder / "test" / "exact_canonical" / f"{name}.npy")
         ellipsoid = baseline_depths(cfg, depth_gt, np.asarray(gt_mask(torch.from_numpy(depth_gt))), avg_gt)[PRIOR]
-        for method, depth, valid in (("gan2shape", prediction, hit(prediction, cfg)),
+        for method, depth, valid in ((PREDICTION, prediction, hit(prediction, cfg)),
                                      (PRIOR, ellipsoid, np.ones_like(depth_gt, dtype=bool)),
-                                     ("exact_canonical", exact, hit(exact, cfg))):
+                                     (EXACT_CANONICAL, exact, hit(exact, cfg))):
             per_method[method].append((name, *agreement(depth, valid, depth_gt)))
-    out: dict = {"folder": str(folder), "images": len(per_method["gan2shape"])}
-    def stats(values: np.ndarray) -> dict[str, float]:
-        return {"mean": round(float(values.mean()), 3), "median": round(float(np.median(values)), 3)}
-
+    out: dict = {"folder": str(folder), "images": len(per_method[PREDICTION])}
     for method, rows in per_method.items():
         corr, slope = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
         out[method] = {"correlation": stats(corr), "slope": stats(slope), "negative_correlation": int((corr < 0).sum())}
-    ours, prior_rows = per_method["gan2shape"], per_method[PRIOR]
+    ours, prior_rows = per_method[PREDICTION], per_method[PRIOR]
     out["gan2shape_correlates_better_than_prior"] = sum(a[1] > b[1] for a, b in zip(ours, prior_rows, strict=True))
     return out
 
