@@ -21,12 +21,15 @@ step-3 iterations). What the light term does, from `bench/bench_known_shape.py -
 On this head a flat plane scores 1.76 / 42.3 and the official ellipsoid 2.82 / 62.9.
 
 Measured here (300 step-3 iterations): SIDE 0.0282 → 0.0152, MAD 62.9° → 38.6° on 1 thread; 0.0168 and
-47.2° on 2 threads (float summation order). "Below the prior" is a low bar (the official ellipsoid,
-near 0.91, is kept for that reason: the `default` preset's flatter one scores 0.0163 here), so the test
-also asks the normals to improve by 15 %. Until session 5 the generator used the official renderer
-quirks and a shaded far plane while the model did not, and the ground truth was the synthetic photo's
-(with its roll and shift): the model could not re-render the generator's views exactly even from the
-exact shape, and more step-3 iterations made the result worse (docs/default-model.md).
+47.2° on 2 threads (float summation order). Without the official weight decay (`weight_decay=0`, what
+the `default` preset uses since session 12) the same schedule ended at 0.0318 / 51.6° in CI: with this
+ideal generator's informative bank the decay helps step 3, so the test keeps the official value. "Below
+the prior" is a low bar (the official ellipsoid, near 0.91, is kept for that reason: the `default`
+preset's flatter one scores 0.0163 here), so the test also asks the normals to improve by 15 %. Until
+session 5 the generator used the official renderer quirks and a shaded far plane while the model did
+not, and the ground truth was the synthetic photo's (with its roll and shift): the model could not re-
+render the generator's views exactly even from the exact shape, and more step-3 iterations made the
+result worse (docs/default-model.md).
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ def test_schedule_with_real_step2_beats_the_ellipsoid_prior():
         "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
         "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lam_bank_light=100",
         "lr=3e-4", "pretrain=none", "view_light_width=none", 'prior_frame="canonical"',
-        'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0"])  # the method's own V, L and prior
+        'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0",  # the method's own V, L and prior
+        "weight_decay=5e-4"])  # and its weight decay (the `default` preset has none: item 15 of the model card)
     model, target, ellipsoid = known.setup(cfg)
     image, depth_gt, mask_gt = target.image, known.depth, known.mask
     prior = depth_metrics(ellipsoid, depth_gt, torch.ones_like(ellipsoid), model.cam, mask_gt=mask_gt)
