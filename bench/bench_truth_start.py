@@ -48,30 +48,29 @@ from engine.progress import Progress
 CANDIDATES = ("prior_DA", "prior_A", "truth_A")
 
 
-@torch.no_grad()
-def depth_scores(trainer: Trainer, depth_gt: np.ndarray, cfg) -> dict[str, float]:
-    """The input's depth in the model's own view, scored like `evaluate` scores a bundle."""
-    model, target = trainer.model, trainer.targets[0]
-    model.train_only(())
-    depth = model.predict(target.image)["depth_view"][0].double().numpy()
+def scored(depth: np.ndarray, depth_gt: np.ndarray, cfg) -> dict[str, float]:
+    """An input-view depth (float64) scored like `evaluate` scores a bundle, with its agreement."""
     valid = hit(depth, cfg)
     m = score(depth, valid, depth_gt.astype(np.float64), camera(cfg))
     corr, slope = agreement(depth, valid, depth_gt)
     return {"side_x100": round(float(m.side[0]) * 100, 3), "mad_deg": round(float(m.mad[0]), 2),
             "correlation": round(corr, 3), "slope": round(slope, 3)}
+
+
+@torch.no_grad()
+def depth_scores(trainer: Trainer, depth_gt: np.ndarray, cfg) -> dict[str, float]:
+    """The input's depth in the model's own view."""
+    model, target = trainer.model, trainer.targets[0]
+    model.train_only(())
+    return scored(model.predict(target.image)["depth_view"][0].double().numpy(), depth_gt, cfg)
 
 
 @torch.no_grad()
 def truth_in_own_view(trainer: Trainer, truth: torch.Tensor, depth_gt: np.ndarray, cfg) -> dict[str, float]:
-    """What D's fit aims at: the truth map itself seen in V's view of the input, scored the same way."""
+    """What D's fit aims at: the truth map itself seen in V's view of the input."""
     model, target = trainer.model, trainer.targets[0]
     view_t = model.to_transform(model.predict_view(target.image))
-    depth = seen_in_views(cfg, truth.double(), view_t.double())[0].numpy()
-    valid = hit(depth, cfg)
-    m = score(depth, valid, depth_gt.astype(np.float64), camera(cfg))
-    corr, slope = agreement(depth, valid, depth_gt)
-    return {"side_x100": round(float(m.side[0]) * 100, 3), "mad_deg": round(float(m.mad[0]), 2),
-            "correlation": round(corr, 3), "slope": round(slope, 3)}
+    return scored(seen_in_views(cfg, truth.double(), view_t.double())[0].numpy(), depth_gt, cfg)
 
 
 @torch.no_grad()
