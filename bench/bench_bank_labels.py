@@ -45,14 +45,19 @@ def slope(x: np.ndarray, y: np.ndarray) -> float:
     return round(float(np.polyfit(x, y, 1)[0]), 4)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--views", required=True, help="netV/netL checkpoint of `engine train-views` (the reader)")
+def held_out_run_args(parser: argparse.ArgumentParser) -> None:
+    """The options of a bench that runs the `default` pipeline on evaluate's held-out renders."""
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--weights", help="generator checkpoint (default: the preset's)")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="pipeline config override key=value")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--views", required=True, help="netV/netL checkpoint of `engine train-views` (the reader)")
+    held_out_run_args(parser)
     args = parser.parse_args()
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)

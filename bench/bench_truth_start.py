@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_bank_labels import held_out_run_args
 from bench_depth_agreement import agreement
 
 from engine import prior
@@ -145,11 +146,7 @@ def main() -> None:
     parser.add_argument("--background", type=float, default=1.05, help="canonical depth of the truth's background")
     parser.add_argument("--judge", action="store_true", help="compare shapes on one bank (the prior start's stage 0)")
     parser.add_argument("--truth-fit", default="1000:1e-4", help="--judge: iterations:lr of D's fit to the truth")
-    parser.add_argument("--n", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--weights", help="generator checkpoint (default: the preset's)")
-    parser.add_argument("--set", dest="extra", action="append", default=[], help="pipeline config override key=value")
+    held_out_run_args(parser)
     args = parser.parse_args()
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)
