@@ -104,8 +104,7 @@ def judge(trainer: Trainer, truth: torch.Tensor, depth_gt: np.ndarray, cfg, args
     bank: as the preset runs it (D and A trained), with D kept at its ellipsoid fit (A only), and with D
     refitted to the truth first (A only). The bank objective each reaches says which shape the bank favours."""
     model, target = trainer.model, trainer.targets[0]
-    phases = iter(trainer.phases)
-    for phase in phases:
+    for phase in trainer.phases:
         if phase.step == "step3":
             break
         trainer.run_phase(phase)
