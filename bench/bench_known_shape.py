@@ -32,7 +32,7 @@ import torch
 
 from engine import prior, render
 from engine.config import load_config
-from engine.data.known_shape import KnownShape, known_shape_target
+from engine.data.known_shape import METHOD_OWN, KnownShape, known_shape_target
 from engine.device import tune_cpu_allocator
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
@@ -40,7 +40,7 @@ from engine.pipeline.trainer import Trainer
 
 BASE = ["net_width=0.25", "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
         "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lr=3e-4",
-        "collect_iters=6"]
+        "collect_iters=6", *METHOD_OWN]
 
 
 def scores(depth: torch.Tensor, valid: torch.Tensor, depth_gt: torch.Tensor, mask_gt: torch.Tensor,

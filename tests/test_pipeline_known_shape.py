@@ -27,8 +27,8 @@ ideal generator's informative bank the decay helps step 3, so the test keeps the
 the prior" is a low bar (the official ellipsoid, near 0.91, is kept for that reason: the `default`
 preset's flatter one scores 0.0163 here), so the test also asks the normals to improve by 15 %. Until
 session 5 the generator used the official renderer quirks and a shaded far plane while the model did
-not, and the ground truth was the synthetic photo's (with its roll and shift): the model could not re-
-render the generator's views exactly even from the exact shape, and more step-3 iterations made the
+not, and the ground truth was the synthetic photo's (with its roll and shift): the model could not
+re-render the generator's views exactly even from the exact shape, and more step-3 iterations made the
 result worse (docs/default-model.md).
 """
 
@@ -39,7 +39,7 @@ import torch
 
 from engine import nets, render
 from engine.config import load_config
-from engine.data.known_shape import PIXEL_CENTRES, known_shape_target
+from engine.data.known_shape import METHOD_OWN, PIXEL_CENTRES, known_shape_target
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
@@ -68,9 +68,7 @@ def test_schedule_with_real_step2_beats_the_ellipsoid_prior():
         "num_stage=1", "stage_len_dict=[60, 1, 300]", "collect_iters=6", "net_width=0.25",
         "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
         "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lam_bank_light=100",
-        "lr=3e-4", "pretrain=none", "view_light_width=none", 'prior_frame="canonical"',
-        'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0",  # the method's own V, L and prior
-        "weight_decay=5e-4"])  # and its weight decay (the `default` preset has none: item 15 of the model card)
+        "lr=3e-4", *METHOD_OWN])
     model, target, ellipsoid = known.setup(cfg)
     image, depth_gt, mask_gt = target.image, known.depth, known.mask
     prior = depth_metrics(ellipsoid, depth_gt, torch.ones_like(ellipsoid), model.cam, mask_gt=mask_gt)

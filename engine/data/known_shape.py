@@ -32,6 +32,11 @@ LIGHT_SCALE = 0.5  # light direction (x, y) = LIGHT_SCALE · (z[2], z[3])
 # Sampled at the pixel centres like the synthetic data, i.e. with the `default` preset's renderer: with the
 # official quirks here and not in the model, even the exact shape cannot re-render the generator's views.
 PIXEL_CENTRES = render.RasterOptions(supersample=False, half_pixel=False)
+# The method's own parts on top of the `default` preset, for runs on this generator: its V, L and ellipsoid
+# in the canonical frame (not the taught V/L, input-frame prior and pose term the preset adds for the
+# trained GAN) and the official weight decay (the preset has none: docs/default-model.md item 15).
+METHOD_OWN = ("pretrain=none", "view_light_width=none", 'prior_frame="canonical"',
+              'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0", "weight_decay=5e-4")
 
 
 class KnownShapeRenderer(nn.Module):
