@@ -155,8 +155,9 @@ def main() -> None:
     quiet = Progress(json_mode=True, out=io.StringIO())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tests = write_test_set(cfg, EvalOptions(out=Path(tmp), n=args.n, seed=args.seed), load_base_mesh())
-        _, canonical, _ = held_out_renders(cfg, args.seed, args.n, load_base_mesh())
+        mesh = load_base_mesh()
+        tests = write_test_set(cfg, EvalOptions(out=Path(tmp), n=args.n, seed=args.seed), mesh)
+        _, canonical, _ = held_out_renders(cfg, args.seed, args.n, mesh)
         for test, truth in zip(tests, canonical, strict=True):
             t0 = time.perf_counter()
             req = Request(test.item.image, Path(tmp) / "out", cfg, mask=Path(tmp) / "test" / "masks" /
