@@ -3,7 +3,7 @@
     python bench/bench_symmetric_pretrain.py [--iters 2500] [--batch 16] [--center 1] [--eval-every 250]
                                              [--n-eval 100] [--threads 1] [--weights FILE] [--out FILE.pth]
                                              [--source gan|renders] [--prior-weight W [--prior-iters K]]
-                                             [--set key=value ...]
+                                             [--nets netD netA ...] [--set key=value ...]
 
 The candidate next step of docs/default-model.md ("a light estimate that does not depend on one image's
 shape"): Unsup3d's objective, batched, on fresh untruncated samples of the `default` generator. Each
@@ -24,8 +24,10 @@ background), the shape GAN2Shape's step 1 starts from: L then trains against coh
 --source renders trains on the data generator's training renders (seed 0, the GAN's training set: exact
 Lambertian shading) instead of GAN samples, to tell the GAN's part from the objective's.
 --out writes the nets as a gan2shape checkpoint at every evaluation (usable as `--set pretrain=FILE`;
-passed here, it also continues an earlier run from its nets, with a fresh optimiser). Defaults:
-MobileNetV2 perceptual net, lam_perc 0.
+passed here, it also continues an earlier run from its nets, with a fresh optimiser). --nets picks the
+nets trained (default all four); the others stay as the preset loads them, so `--nets netD netA` keeps
+the taught V and L of the preset's `pretrain` (docs/default-model.md item 17). Defaults: MobileNetV2
+perceptual net, lam_perc 0.
 """
 
 from __future__ import annotations
@@ -79,13 +81,12 @@ def renders(seed: int, indices: np.ndarray, size: int) -> dict[str, np.ndarray]:
     return data
 
 
-def score(model: Model, data: dict) -> dict[str, float]:
+def score(model: Model, data: dict, trained: tuple[str, ...]) -> dict[str, float]:
     """The nets as they are on the held-out renders (eval mode, no gradients)."""
-    for name in TRAINED:
-        model.nets[name].eval()
+    model.train_only(())
     with torch.no_grad():
         out = model.predict(data["image"])
-    model.train_only(TRAINED)
+    model.train_only(trained)
     depth = out["depth_view"].double()
     valid = torch.from_numpy(hit(depth.numpy(), model.cfg))
     m = depth_metrics(depth, torch.from_numpy(data["depth"]).double(), valid, model.cam)
@@ -121,6 +122,7 @@ def main() -> None:
                         help="train on the generator's samples, or on the data generator's training renders")
     parser.add_argument("--prior-weight", type=float, default=0.0, help="weight of the ellipsoid term on D")
     parser.add_argument("--prior-iters", type=int, help="iterations with the ellipsoid term (default: all)")
+    parser.add_argument("--nets", nargs="+", choices=TRAINED, default=list(TRAINED), help="the nets trained")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
     args = parser.parse_args()
     tune_cpu_allocator()
@@ -130,12 +132,13 @@ def main() -> None:
     cpu = torch.device("cpu")
     frozen = load_frozen(cfg, cpu, Progress(json_mode=True), weights_name=args.weights)
     model, _ = build_model(cfg, frozen, cpu)
-    model.train_only(TRAINED)
-    params = [p for name in TRAINED for p in model.nets[name].parameters()]
+    trained = tuple(args.nets)
+    model.train_only(trained)
+    params = [p for name in trained for p in model.nets[name].parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     draws = torch.Generator().manual_seed(args.seed)
     data = renders(HELD_OUT_SEED, np.arange(args.n_eval), cfg.image_size)
-    curve = [{"iteration": 0, **score(model, data)}]
+    curve = [{"iteration": 0, **score(model, data, trained)}]
     print(json.dumps(curve[-1]), flush=True)
     t0, running = time.perf_counter(), 0.0
     for it in range(1, args.iters + 1):
@@ -157,12 +160,13 @@ def main() -> None:
         running += float(loss.detach())
         if it % args.eval_every == 0 or it == args.iters:
             curve.append({"iteration": it, "seconds": round(time.perf_counter() - t0, 1),
-                          "loss": round(running / (it - curve[-1]["iteration"]), 5), **score(model, data)})
+                          "loss": round(running / (it - curve[-1]["iteration"]), 5), **score(model, data, trained)})
             running = 0.0
             print(json.dumps(curve[-1]), flush=True)
             if args.out:
                 nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in TRAINED})
-    print(json.dumps({"threads": args.threads, "batch": args.batch, "center": args.center, "source": args.source,
+    print(json.dumps({"threads": args.threads, "nets": list(trained), "batch": args.batch, "center": args.center,
+                      "source": args.source,
                       "prior_weight": args.prior_weight, "prior_iters": args.prior_iters, "overrides": args.extra,
                       "generator": str(frozen.gan_path), "curve": curve}))
 

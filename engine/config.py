@@ -48,7 +48,7 @@ PERCEPTUAL_CHOICES = ("auto", "lpips-vgg", "mobilenet-v2")
 STEP2_FEATURE_LOSSES = ("discriminator", "perceptual", "none")
 PRIOR_FRAMES = ("canonical", "input", "input_object")
 MASK_FALLBACKS = ("grabcut", "full", "error")
-PROJECTIONS = ("encoder", "optimize")
+PROJECTIONS = ("encoder", "optimize", "walk")
 BANK_LABELS = ("sampled", "fitted")
 
 
@@ -65,6 +65,10 @@ class ProjectorConfig:
     noise_strength: float = 0.05  # exploration noise on w, in units of the latent spread
     noise_ramp: float = 0.75  # fraction of iterations after which the exploration noise is zero
     mean_samples: int = 4096  # samples for the mean latent and the latent spread
+    # Product: 0 = start at the mean latent (rosinality). N > 0: start at the best of N sampled latents under
+    # the projector's own loss; from the mean, an input seen from far off the mean view often ends in a
+    # latent of another pose (docs/default-model.md item 17).
+    start_candidates: int = 0
     use_mask: bool = False  # restrict the losses to the object mask (real photos with clutter)
 
 
@@ -165,9 +169,15 @@ class Config:
     # the step-2 iterations, then projects the bank. "optimize": no E and no step-2 phase; every bank
     # batch gets its own Δw from `projection_iters` Adam steps (lr `projection_lr`) on the step-2 loss,
     # which short CPU schedules can afford while E barely moves from Δw ≈ 0 in them.
+    # "walk": no pseudo image is projected; each bank sample is the GAN's image of the input's latent moved
+    # towards its pseudo sample's sampled view and light, by `walk_steps` steps along a linear map from V's
+    # and L's readings to W (a ridge regression over `walk_samples` GAN samples, fitted at the first
+    # collection): the bank shows the GAN's own turned and relit object, not the current shape's rendering.
     projection: str = "encoder"
     projection_iters: int = 40
     projection_lr: float = 0.05
+    walk_samples: int = 2048
+    walk_steps: int = 6
     F1_d: int = 2  # official key name
     truncation: float = 1.0
     z_dim: int = 512
@@ -467,6 +477,8 @@ def _check(cfg: Config) -> None:
         raise bad("prior_far", "must be within 0.4 (the prior sphere radius) of prior_near")
     if cfg.projection_iters < 1 or cfg.projection_lr <= 0:
         raise bad("projection_iters", "and projection_lr must be positive")
+    if cfg.walk_samples < 64 or cfg.walk_steps < 1:
+        raise bad("walk_samples", "must be at least 64 and walk_steps positive")
     if cfg.bank_label_iters < 1 or cfg.bank_label_lr <= 0:
         raise bad("bank_label_iters", "and bank_label_lr must be positive")
     if cfg.lr_enc is not None and cfg.lr_enc <= 0:
@@ -483,7 +495,7 @@ def _check(cfg: Config) -> None:
         if getattr(cfg, key) not in choices:
             raise bad(key, f"must be one of {', '.join(choices)}")
     p = cfg.projector
-    if p.iters < 0 or p.mean_samples < 1 or p.lr <= 0:
+    if p.iters < 0 or p.mean_samples < 1 or p.lr <= 0 or p.start_candidates < 0:
         raise EngineError(f"projector settings out of range: {p}")
 
 

@@ -1,7 +1,8 @@
 """Built-in GAN inversion: find a W-space latent whose image matches the input (spec §8).
 
 The official code needs an external projector (rosinality projector.py in W mode, issues #6/#30/#48);
-this one follows the same recipe on the generator protocol: start from the mean latent, optimise one
+this one follows the same recipe on the generator protocol: start from the mean latent (or, with
+`start_candidates`, from the best of that many sampled latents), optimise one
 w with Adam under a warm-up / cosine cool-down learning rate, with decaying exploration noise on w,
 minimising λ_l1·L1 + λ_perc·perceptual between the generator's image (brought to the model size with
 the official GAN-image chain) and the input.
@@ -66,6 +67,21 @@ def _start(generator: Any, n: int, seed: int) -> tuple[torch.Tensor, float]:
     return mean, std
 
 
+@torch.no_grad()
+def _best_candidate(generator: Any, n: int, seed: int, losses_of: Callable[[torch.Tensor], torch.Tensor],
+                    chunk: int = 64) -> torch.Tensor:
+    """The lowest-loss latent of n sampled ones (drawn from their own seed, apart from the mean's)."""
+    rng = torch.Generator().manual_seed(seed + 2)
+    best, best_loss = None, float("inf")
+    for start in range(0, n, chunk):
+        w = generator.sample_latents(min(chunk, n - start), rng)
+        loss = losses_of(w)
+        i = int(loss.argmin())
+        if float(loss[i]) < best_loss:
+            best, best_loss = w[i:i + 1], float(loss[i])
+    return best.detach().clone()
+
+
 def project(generator: Any, target: torch.Tensor, cfg: ProjectorConfig, perceptual: torch.nn.Module | None = None,
             mask: torch.Tensor | None = None, crop: int | None = None, reference: int | None = None,
             progress: Callable[[int, int, float], None] | None = None, seed: int = 0) -> Projection:
@@ -76,15 +92,26 @@ def project(generator: Any, target: torch.Tensor, cfg: ProjectorConfig, perceptu
     def render(latent: torch.Tensor) -> torch.Tensor:
         return gan_to_model(generator.synthesize(latent), size, crop, reference)
 
-    def loss_of(img: torch.Tensor) -> torch.Tensor:
-        loss = cfg.lam_l1 * photometric_l1(img, target, m)
+    def losses_of(img: torch.Tensor) -> torch.Tensor:
+        """The loss of each image of a batch."""
+        diff = (img - target).abs()
+        if m is None:
+            l1 = diff.mean((1, 2, 3))
+        else:
+            l1 = (diff * m).sum((1, 2, 3)) / (m.sum() * diff.shape[1]).clamp_min(1e-12)
+        loss = cfg.lam_l1 * l1
         if perceptual is not None and cfg.lam_perc > 0:
             a, b = (img, target) if m is None else (img * m, target * m)
-            loss = loss + cfg.lam_perc * perceptual(a, b).mean()
+            loss = loss + cfg.lam_perc * perceptual(a, b)
         return loss
+
+    def loss_of(img: torch.Tensor) -> torch.Tensor:
+        return losses_of(img).mean()
 
     mean, std = _start(generator, cfg.mean_samples, seed)
     mean = mean.to(target.device)
+    if cfg.start_candidates > 0:
+        mean = _best_candidate(generator, cfg.start_candidates, seed, lambda w: losses_of(render(w))).to(target.device)
     with torch.no_grad():
         l1_start = photometric_l1(render(mean), target, m).item()
     w = mean.clone().requires_grad_(True)

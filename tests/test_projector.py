@@ -66,3 +66,10 @@ def test_learning_rate_schedule():
     assert _learning_rate(0.0, 0.1, 0.05, 0.25) == 0.0
     assert _learning_rate(0.5, 0.1, 0.05, 0.25) == pytest.approx(0.1)
     assert 0 < _learning_rate(0.9, 0.1, 0.05, 0.25) < 0.1
+
+
+def test_start_candidates_begin_at_the_best_sampled_latent(tiny):
+    g, _, target = tiny
+    result = project(g, target, ProjectorConfig(iters=0, mean_samples=256, start_candidates=200, lam_perc=0.0))
+    from_mean = project(g, target, ProjectorConfig(iters=0, mean_samples=256))
+    assert result.l1_start == result.l1_end < 0.9 * from_mean.l1_end  # the chosen start beats the mean latent

@@ -300,12 +300,71 @@ class Model(nn.Module):
         with torch.no_grad():
             return self.gan_images(target.latent + self.offset(h))
 
+    def read_pose(self, images: torch.Tensor) -> torch.Tensor:
+        """V's view and L's light of each image, side by side (N×10, means included)."""
+        return torch.cat([self.predict_view(images), self.predict_light(images)], 1)
+
+    @torch.no_grad()
+    def walk_basis(self, target: Target, chunk: int = 64) -> torch.Tensor:
+        """latent_dim×10: the minimal-norm latent change per unit of `read_pose`, from a ridge regression of
+        the readings on the latents of `walk_samples` GAN samples (own seed: the run's draws are untouched).
+        Kept in the target's cache, so that a resumed run walks with the basis it started with."""
+        if "walk_basis" not in target.cache:
+            c = self.cfg
+            gen = torch.Generator().manual_seed(c.seed)
+            ws, ys = [], []
+            for start in range(0, c.walk_samples, chunk):
+                w = self.generator.sample_latents(min(chunk, c.walk_samples - start), gen)
+                ys.append(self.read_pose(self.gan_images(w)).double())
+                ws.append(w.double())
+            x, y = torch.cat(ws), torch.cat(ys)
+            x, y = x - x.mean(0), y - y.mean(0)
+            ridge = 1e-2 * x.pow(2).sum(0).mean() * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+            b = torch.linalg.solve(x.T @ x + ridge, x.T @ y)
+            target.cache["walk_basis"] = (b @ torch.linalg.inv(b.T @ b)).float()
+        return target.cache["walk_basis"]
+
+    @torch.no_grad()
+    def project_walked(self, target: Target, views: torch.Tensor, lights: torch.Tensor) -> torch.Tensor:
+        """`projection = "walk"`: G(latent + Δw), Δw stepped `walk_steps` times along `walk_basis` by what V and L
+        still read short of each (view, light). A step that does not bring a sample's reading nearer is undone
+        and the sample's next step halved: the readings are not linear in the latent far from the regression's
+        mean, and a weak regression (a generator whose latents barely move V and L) overshoots."""
+        basis = self.walk_basis(target)
+        goal = torch.cat([views, lights], 1)
+        n = goal.shape[0]
+        latent = target.latent.expand(n, *target.latent.shape[1:])
+        dw = torch.zeros_like(latent)
+        images = self.gan_images(latent)
+        reading = self.read_pose(images)
+        error = (goal - reading).pow(2).mean(1)
+        size = torch.ones(n, device=goal.device)
+        for _ in range(self.cfg.walk_steps):
+            step = (size[:, None] * (goal - reading)) @ basis.T
+            trial = dw + (step[:, None] if latent.dim() == 3 else step)  # a W+ latent moves in every layer
+            trial_images = self.gan_images(latent + trial)
+            trial_reading = self.read_pose(trial_images)
+            trial_error = (goal - trial_reading).pow(2).mean(1)
+            better = trial_error < error
+            dw = torch.where(better.view(-1, *[1] * (dw.dim() - 1)), trial, dw)
+            images = torch.where(better.view(-1, 1, 1, 1), trial_images, images)
+            reading = torch.where(better[:, None], trial_reading, reading)
+            error = torch.where(better, trial_error, error)
+            size = torch.where(better, size, size / 2)
+        return images
+
     def project_images(self, target: Target, images: torch.Tensor, mask: torch.Tensor,
                        labels: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """GAN projections of images with the configured `projection` (no graph kept); `labels` (the views
-        and lights the images were rendered with) enter the per-sample fit's pose term."""
+        and lights the images were rendered with) enter the per-sample fit's pose term, and are where a
+        walk goes (without them: what V and L read in the images)."""
         if self.cfg.projection == "optimize":
             return self.project_optimized(target, images, mask, labels)
+        if self.cfg.projection == "walk":
+            if labels is None:
+                with torch.no_grad():
+                    labels = (self.predict_view(images), self.predict_light(images))
+            return self.project_walked(target, *labels)
         with torch.no_grad():
             return self.project(target, images)[0]
 

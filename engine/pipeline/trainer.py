@@ -34,10 +34,12 @@ FLIP3_COST = 1.5  # step 3 with flip3 renders and compares twice the samples
 def phase_cost(phase: Phase, cfg: Config) -> float:
     """Relative cost of a phase; a collect iteration of projection "optimize" runs `projection_iters`
     step-2 iterations of its own (measured at 40 of them: 6.3 s per collect iteration against 0.17 s per
-    step 2)."""
+    step 2), one of projection "walk" about one (0.3 s at 6 steps)."""
     per = ITER_COST[phase.step] * (FLIP3_COST if phase.step == "step3" and phase.flip3 else 1.0)
     if phase.step == "collect" and cfg.projection == "optimize":
         per = ITER_COST["step2"] * cfg.projection_iters
+    elif phase.step == "collect" and cfg.projection == "walk":
+        per = ITER_COST["step2"]
     return per * phase.iterations
 
 
