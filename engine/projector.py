@@ -94,12 +94,7 @@ def project(generator: Any, target: torch.Tensor, cfg: ProjectorConfig, perceptu
 
     def losses_of(img: torch.Tensor) -> torch.Tensor:
         """The loss of each image of a batch."""
-        diff = (img - target).abs()
-        if m is None:
-            l1 = diff.mean((1, 2, 3))
-        else:
-            l1 = (diff * m).sum((1, 2, 3)) / (m.sum() * diff.shape[1]).clamp_min(1e-12)
-        loss = cfg.lam_l1 * l1
+        loss = cfg.lam_l1 * torch.stack([photometric_l1(one[None], target, m) for one in img])
         if perceptual is not None and cfg.lam_perc > 0:
             a, b = (img, target) if m is None else (img * m, target * m)
             loss = loss + cfg.lam_perc * perceptual(a, b)
