@@ -173,6 +173,7 @@ class Config:
     # towards its pseudo sample's sampled view and light, by `walk_steps` steps along a linear map from V's
     # and L's readings to W (a ridge regression over `walk_samples` GAN samples, fitted at the first
     # collection): the bank shows the GAN's own turned and relit object, not the current shape's rendering.
+    # On the default model level with "optimize" at three quarters of its time (docs/default-model.md item 17).
     projection: str = "encoder"
     projection_iters: int = 40
     projection_lr: float = 0.05
