@@ -166,9 +166,8 @@ def main() -> None:
             if args.out:
                 nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in TRAINED})
     print(json.dumps({"threads": args.threads, "nets": list(trained), "batch": args.batch, "center": args.center,
-                      "source": args.source,
-                      "prior_weight": args.prior_weight, "prior_iters": args.prior_iters, "overrides": args.extra,
-                      "generator": str(frozen.gan_path), "curve": curve}))
+                      "source": args.source, "prior_weight": args.prior_weight, "prior_iters": args.prior_iters,
+                      "overrides": args.extra, "generator": str(frozen.gan_path), "curve": curve}))
 
 
 if __name__ == "__main__":

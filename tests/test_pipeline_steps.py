@@ -152,7 +152,7 @@ def test_plan_fits_the_prior_only_without_a_pretrained_depth_net(preset, prior_i
 
 def test_progress_weighs_a_per_sample_projection_as_its_own_step2_iterations():
     """With projection "optimize" a collect iteration runs projection_iters step-2 iterations, so the progress
-    fraction (and its ETA) must not count it as a plain collect forward."""
+    fraction (and its ETA) must not count it as a plain collect forward; a walk's costs about one."""
     for projection, per in (("encoder", ITER_COST["collect"]), ("optimize", 40 * ITER_COST["step2"]),
                             ("walk", ITER_COST["step2"])):
         cfg = load_config("default", overrides=[f'projection="{projection}"', "projection_iters=40"])
