@@ -103,13 +103,13 @@ def project(generator: Any, target: torch.Tensor, cfg: ProjectorConfig, perceptu
     def loss_of(img: torch.Tensor) -> torch.Tensor:
         return losses_of(img).mean()
 
-    mean, std = _start(generator, cfg.mean_samples, seed)
-    mean = mean.to(target.device)
+    start, std = _start(generator, cfg.mean_samples, seed)
     if cfg.start_candidates > 0:
-        mean = _best_candidate(generator, cfg.start_candidates, seed, lambda w: losses_of(render(w))).to(target.device)
+        start = _best_candidate(generator, cfg.start_candidates, seed, lambda w: losses_of(render(w)))
+    start = start.to(target.device)
     with torch.no_grad():
-        l1_start = photometric_l1(render(mean), target, m).item()
-    w = mean.clone().requires_grad_(True)
+        l1_start = photometric_l1(render(start), target, m).item()
+    w = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=cfg.lr, betas=(0.9, 0.999))
     noise_rng = torch.Generator(device=target.device).manual_seed(seed + 1)
     history = []

@@ -66,6 +66,7 @@ class Model(nn.Module):
         # (k_a, k_d) of the latest step-1 forward. QUIRK (§1.7): in joint mode step 2 shades every
         # image's pseudo samples with the values of the last image seen by step1_collect.
         self.light_ab = torch.zeros(2)
+        self.fitted_walk_basis: torch.Tensor | None = None  # projection "walk": fitted once per model
 
     # ------------------------------------------------------------------------------------------
     # small pieces
@@ -308,8 +309,13 @@ class Model(nn.Module):
     def walk_basis(self, target: Target, chunk: int = 64) -> torch.Tensor:
         """latent_dim×10: the minimal-norm latent change per unit of `read_pose`, from a ridge regression of
         the readings on the latents of `walk_samples` GAN samples (own seed: the run's draws are untouched).
-        Kept in the target's cache, so that a resumed run walks with the basis it started with."""
-        if "walk_basis" not in target.cache:
+        Fitted once per model (joint mode shares it) and kept in each target's cache, so that a resumed run
+        walks with the basis it started with."""
+        if "walk_basis" in target.cache:
+            self.fitted_walk_basis = target.cache["walk_basis"]
+        elif self.fitted_walk_basis is not None:
+            target.cache["walk_basis"] = self.fitted_walk_basis
+        else:
             c = self.cfg
             gen = torch.Generator().manual_seed(c.seed)
             ws, ys = [], []
@@ -321,17 +327,16 @@ class Model(nn.Module):
             x, y = x - x.mean(0), y - y.mean(0)
             ridge = 1e-2 * x.pow(2).sum(0).mean() * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
             b = torch.linalg.solve(x.T @ x + ridge, x.T @ y)
-            target.cache["walk_basis"] = (b @ torch.linalg.inv(b.T @ b)).float()
+            self.fitted_walk_basis = target.cache["walk_basis"] = (b @ torch.linalg.inv(b.T @ b)).float()
         return target.cache["walk_basis"]
 
     @torch.no_grad()
-    def project_walked(self, target: Target, views: torch.Tensor, lights: torch.Tensor) -> torch.Tensor:
+    def project_walked(self, target: Target, goal: torch.Tensor) -> torch.Tensor:
         """`projection = "walk"`: G(latent + Δw), Δw stepped `walk_steps` times along `walk_basis` by what V and L
-        still read short of each (view, light). A step that does not bring a sample's reading nearer is undone
-        and the sample's next step halved: the readings are not linear in the latent far from the regression's
-        mean, and a weak regression (a generator whose latents barely move V and L) overshoots."""
+        still read short of each goal (N×10, as `read_pose`). A step that does not bring a sample's reading
+        nearer is undone and the sample's next step halved: the readings are not linear in the latent far from
+        the regression's mean, and a weak regression (a generator whose latents barely move V and L) overshoots."""
         basis = self.walk_basis(target)
-        goal = torch.cat([views, lights], 1)
         n = goal.shape[0]
         latent = target.latent.expand(n, *target.latent.shape[1:])
         dw = torch.zeros_like(latent)
@@ -361,10 +366,9 @@ class Model(nn.Module):
         if self.cfg.projection == "optimize":
             return self.project_optimized(target, images, mask, labels)
         if self.cfg.projection == "walk":
-            if labels is None:
-                with torch.no_grad():
-                    labels = (self.predict_view(images), self.predict_light(images))
-            return self.project_walked(target, *labels)
+            with torch.no_grad():
+                goal = self.read_pose(images) if labels is None else torch.cat(labels, 1)
+            return self.project_walked(target, goal)
         with torch.no_grad():
             return self.project(target, images)[0]
 
