@@ -8,7 +8,7 @@
 The candidate next step of docs/default-model.md ("a light estimate that does not depend on one image's
 shape"): Unsup3d's objective, batched, on fresh untruncated samples of the `default` generator. Each
 iteration trains all four nets at once (Adam, the preset's lr and weight decay) on step 1's loss of the
-batch with the mirrored twin (`Model.input_loss`, flip on), plus `--center` × the squared batch mean of
+batch with the mirrored twin (`Model.input_terms`, flip on), plus `--center` × the squared batch mean of
 V's rotation outputs: the category's views are centred on frontal, and without the term V drifts to a
 constant yaw at the edge of its range (docs/default-model.md, item 8). Every --eval-every iterations the
 nets are scored as they are (no per-image training) on held-out renders of the data generator (seed 1):
@@ -149,7 +149,8 @@ def main() -> None:
                 picks = torch.randint(TRAINING_RENDERS, (args.batch,), generator=draws).numpy()
                 images = renders(TRAINING_SEED, picks, cfg.image_size)["image"]
         out = model.predict(images, flip=True)
-        loss = model.input_loss(images, out, flip=True) + args.center * out["view"][:, :3].mean(0).pow(2).sum()
+        loss = (sum(model.input_terms(images, out, flip=True).values())
+                + args.center * out["view"][:, :3].mean(0).pow(2).sum())
         if args.prior_weight and (args.prior_iters is None or it <= args.prior_iters):
             target, ok = ellipsoids(images, cfg)
             per_image = (out["depth"][:args.batch] - target).pow(2).mean((1, 2))

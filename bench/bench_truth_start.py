@@ -27,6 +27,7 @@ import io
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +40,16 @@ from engine import prior
 from engine.config import load_config
 from engine.data.mesh import load_base_mesh
 from engine.device import tune_cpu_allocator
-from engine.evaluate import EvalOptions, camera, held_out_renders, hit, score, seen_in_views, write_test_set
+from engine.evaluate import (
+    EvalOptions,
+    HeldOutImage,
+    camera,
+    held_out_renders,
+    hit,
+    score,
+    seen_in_views,
+    write_test_set,
+)
 from engine.metrics import gt_mask
 from engine.pipeline.bank import Bank
 from engine.pipeline.run import Request, make_target, prior_depth, read_inputs, start_run
@@ -139,21 +149,12 @@ def mean_of(rows: list[dict], key: str) -> dict[str, float]:
     return {k: round(float(np.mean([r[key][k] for r in rows])), 4) for k in rows[0][key]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--start", choices=("prior", "truth"), default="truth")
-    parser.add_argument("--background", type=float, default=1.05, help="canonical depth of the truth's background")
-    parser.add_argument("--judge", action="store_true", help="compare shapes on one bank (the prior start's stage 0)")
-    parser.add_argument("--truth-fit", default="1000:1e-4", help="--judge: iterations:lr of D's fit to the truth")
-    held_out_run_args(parser)
-    args = parser.parse_args()
-    tune_cpu_allocator()
-    torch.set_num_threads(args.threads)
-    truth_start = args.start == "truth" and not args.judge
-    overrides = args.extra + (['prior_frame="canonical"'] if truth_start else [])
-    cfg = load_config("default", overrides=overrides)
+def held_out_trainers(cfg, args: argparse.Namespace, truth_start: bool = False
+                      ) -> Iterator[tuple[HeldOutImage, torch.Tensor, Trainer, float]]:
+    """Per held-out render (`args.n` of `args.seed`): the test image, its exact canonical depth (background
+    `args.background`), a fresh single-image Trainer of `cfg` (D's first fit aims at that truth if
+    `truth_start`, else at the ellipsoid) and the start time."""
     quiet = Progress(json_mode=True, out=io.StringIO())
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         mesh = load_base_mesh()
         tests = write_test_set(cfg, EvalOptions(out=Path(tmp), n=args.n, seed=args.seed), mesh)
@@ -169,11 +170,29 @@ def main() -> None:
             prior_fn = (lambda t, fixed=truth_t: fixed) if truth_start else (lambda t: prior_depth(t, cfg))
             trainer = Trainer(model, [target], cfg, seed=cfg.seed, need_prior=need_prior, prior_fn=prior_fn)
             torch.manual_seed(cfg.seed)
-            reference = truth_in_own_view(trainer, truth_t, test.depth, cfg)
-            run = judge(trainer, truth_t, test.depth, cfg, args) if args.judge else trajectory(trainer, test.depth, cfg)
-            rows.append({"name": test.item.name, "seconds": round(time.perf_counter() - t0, 1),
-                         "truth_in_own_view": reference, **run})
-            print(json.dumps(rows[-1]), flush=True)
+            yield test, truth_t, trainer, t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--start", choices=("prior", "truth"), default="truth")
+    parser.add_argument("--background", type=float, default=1.05, help="canonical depth of the truth's background")
+    parser.add_argument("--judge", action="store_true", help="compare shapes on one bank (the prior start's stage 0)")
+    parser.add_argument("--truth-fit", default="1000:1e-4", help="--judge: iterations:lr of D's fit to the truth")
+    held_out_run_args(parser)
+    args = parser.parse_args()
+    tune_cpu_allocator()
+    torch.set_num_threads(args.threads)
+    truth_start = args.start == "truth" and not args.judge
+    overrides = args.extra + (['prior_frame="canonical"'] if truth_start else [])
+    cfg = load_config("default", overrides=overrides)
+    rows = []
+    for test, truth_t, trainer, t0 in held_out_trainers(cfg, args, truth_start):
+        reference = truth_in_own_view(trainer, truth_t, test.depth, cfg)
+        run = judge(trainer, truth_t, test.depth, cfg, args) if args.judge else trajectory(trainer, test.depth, cfg)
+        rows.append({"name": test.item.name, "seconds": round(time.perf_counter() - t0, 1),
+                     "truth_in_own_view": reference, **run})
+        print(json.dumps(rows[-1]), flush=True)
     reference = mean_of(rows, "truth_in_own_view")
     if args.judge:
         summary = {c: mean_of(rows, c) for c in CANDIDATES}

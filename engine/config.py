@@ -50,6 +50,7 @@ PRIOR_FRAMES = ("canonical", "input", "input_object")
 MASK_FALLBACKS = ("grabcut", "full", "error")
 PROJECTIONS = ("encoder", "optimize", "walk")
 BANK_LABELS = ("sampled", "fitted")
+BANK_GAINS = ("none", "scalar", "channel")
 
 
 @dataclass
@@ -129,6 +130,24 @@ class Config:
     # known-shape head (bench_known_shape.py --scales 4 --frontal --seeds 0 1 2, lam_bank_light 100: MAD
     # 51.2/45.7/43.7° against 42.3/39.3/42.4° sampled): a wrong shape explains the shading with a wrong light.
     bank_labels: str = "sampled"
+    # Product: a gain each bank sample's re-rendering is multiplied by before step 3 compares it with the
+    # projection, refitted at every step by least squares over the sample's valid pixels and not
+    # differentiated. "none" (official). "scalar": one per sample. "channel": one per sample and colour
+    # channel. The GAN recolours a projection as it relights it (docs/default-model.md item 17), which one
+    # shared albedo cannot explain; the gain absorbs the overall colour so that the pattern of the shading
+    # across the pixels is what reaches D and A.
+    bank_gain: str = "none"
+    # Product: the weight of the input image's reconstruction (and its mirrored twin) in step 3, next to the
+    # bank's; 1 = official (spec §13.8). Smoothness keeps its own weight. On the default model the input
+    # term's gradient on D points slightly away from the true shape and the bank's towards it
+    # (bench/bench_step3_gradients.py), yet 0.25 and 3 both scored worse than 1 (docs/default-model.md item 18).
+    lam_step3_input: float = 1.0
+    # Product: iterations over which each step 3's learning rate ramps linearly up to `lr` (0 = official, the
+    # full rate from the first step). Every phase starts a new Adam, whose first steps move each weight by
+    # about the learning rate whatever the gradient; on the default model the depth's agreement with the
+    # truth drops in step 3's first 20 iterations on 3 of 6 images, on one for good
+    # (bench/bench_step3_gradients.py, docs/default-model.md item 18).
+    step3_warmup: int = 0
     # Product: weight of a step-2 term (and of the per-sample fit with `projection = "optimize"`): the MSE
     # of V's and L's reading of each projection against the view and light its pseudo sample was rendered
     # with. 0 = official. The GAN's projections barely follow those (docs/default-model.md item 12); the
@@ -460,6 +479,8 @@ def _check(cfg: Config) -> None:
             raise bad(key, "must be positive")
     if cfg.collect_iters2 is not None and cfg.collect_iters2 < 1:
         raise bad("collect_iters2", "must be positive")
+    if cfg.step3_warmup < 0:
+        raise bad("step3_warmup", "must not be negative")
     if not 1 <= cfg.F1_d <= 8:
         raise bad("F1_d", "must be between 1 and 8 (mapping layers re-applied to the offset)")
     if len(cfg.rand_light) != 7:
@@ -492,7 +513,8 @@ def _check(cfg: Config) -> None:
         raise bad("crop", f"must be in 1..{crop_reference(cfg)} (crop_reference_size, else gan_size)")
     for key, choices in (("category", CATEGORIES), ("perceptual", PERCEPTUAL_CHOICES),
                          ("step2_feature_loss", STEP2_FEATURE_LOSSES), ("mask_fallback", MASK_FALLBACKS),
-                         ("projection", PROJECTIONS), ("bank_labels", BANK_LABELS)):
+                         ("projection", PROJECTIONS), ("bank_labels", BANK_LABELS),
+                         ("bank_gain", BANK_GAINS)):
         if getattr(cfg, key) not in choices:
             raise bad(key, f"must be one of {', '.join(choices)}")
     p = cfg.projector

@@ -1,5 +1,6 @@
 """Step logic of the pipeline: which nets each phase trains, the latent offset, the bank, the plan, joint mode."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -443,3 +444,84 @@ def test_walked_projection_moves_towards_the_goal_readings_and_keeps_its_basis(s
     walk_model.project_images(target, others[:2], torch.ones_like(others[:2, :1]))  # no labels: V's and L's reading
     assert target.cache["walk_basis"] is basis
     assert [p.step for p in plan(walk_cfg, 1, True)] == ["prior", "step1", "collect", "step3"]
+
+
+@pytest.mark.parametrize("mode", ["scalar", "channel"])
+def test_bank_gain_recovers_each_samples_colour_scale_and_leaves_empty_samples_alone(setup, mode):
+    _, model, _ = setup
+    gen = torch.Generator().manual_seed(4)
+    recon = torch.rand(3, 3, 64, 64, generator=gen) + 0.1  # intensities, as bank_gain receives them
+    scale = 0.5 + 1.5 * torch.rand(3, 3 if mode == "channel" else 1, 1, 1, generator=gen)
+    mask = (torch.rand(3, 64, 64, generator=gen) > 0.3).float()
+    mask[2] = 0
+    proj = recon * scale + (1 - mask.unsqueeze(1)) * torch.rand(3, 3, 64, 64, generator=gen)  # noise off the mask
+    try:
+        model.cfg.bank_gain = mode
+        gain = model.bank_gain(recon, proj, mask)
+        assert gain.shape == scale.shape
+        assert torch.allclose(gain[:2], scale[:2], rtol=1e-4)
+        assert torch.equal(gain[2], torch.ones_like(gain[2]))
+    finally:
+        model.cfg.bank_gain = "none"
+
+
+def step3_terms(model, target, **settings) -> dict[str, float]:
+    """Step 3's terms on two fixed random projections with the mirrored twin, under temporary config
+    `settings`; asserts that the loss is their sum."""
+    proj = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(6)) * 2 - 1
+    saved = {k: getattr(model.cfg, k) for k in settings}
+    try:
+        for k, v in settings.items():
+            setattr(model.cfg, k, v)
+        with torch.no_grad():
+            loss, out = model.step3_forward(target, proj, torch.ones(2, 1, 64, 64), False, True)
+    finally:
+        for k, v in saved.items():
+            setattr(model.cfg, k, v)
+    terms = {k: float(v) for k, v in out["terms"].items()}
+    assert float(loss) == pytest.approx(sum(terms.values()), rel=1e-6)
+    return terms
+
+
+def test_step3_loss_is_the_sum_of_its_terms_and_the_gain_changes_only_the_bank_terms(setup):
+    _, model, target = setup
+    plain, gained = step3_terms(model, target), step3_terms(model, target, bank_gain="channel")
+    assert list(plain) == ["input", "input_flip", "smooth", "bank", "bank_flip"]
+    for key in ("input", "input_flip", "smooth"):
+        assert gained[key] == plain[key]
+    for key in ("bank", "bank_flip"):
+        assert gained[key] != plain[key]
+
+
+def test_step3_input_weight_scales_the_input_reconstructions_only(setup):
+    _, model, target = setup
+    official, quarter = step3_terms(model, target), step3_terms(model, target, lam_step3_input=0.25)
+    for key in ("input", "input_flip"):
+        assert quarter[key] == pytest.approx(0.25 * official[key], rel=1e-6)
+    for key in ("smooth", "bank", "bank_flip"):
+        assert quarter[key] == official[key]
+
+
+def test_step3_warmup_scales_the_first_steps_and_reports_each_step(setup):
+    """Adam's first step moves each weight by about the learning rate, so with a ramp over W steps the first
+    step of step 3 moves D's weights W times less; `after_step` sees every step."""
+    cfg, model, target = setup
+    start = copy.deepcopy(model.state_dict())
+    moved, seen = {}, []
+    for warm in (0, 4):
+        model.load_state_dict(start)
+        trainer = Trainer(model, [target], dataclasses.replace(cfg, step3_warmup=warm),
+                          prior_fn=lambda t: torch.full((1, 64, 64), 1.0))
+        trainer.banks[0] = Bank(torch.rand(4, 3, 64, 64) * 2 - 1, torch.ones(4, 1, 64, 64), torch.zeros(4, 6),
+                                torch.zeros(4, 4))
+        step3 = next(p for p in trainer.phases if p.step == "step3")
+        before = [p.detach().clone() for p in model.nets["netD"].parameters()]
+        trainer.run_phase(dataclasses.replace(step3, iterations=1), after_step=seen.append)
+        moved[warm] = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.nets["netD"].parameters(), before,
+                                                                             strict=True)])
+    model.load_state_dict(start)
+    assert seen == [1, 1]
+    ratio = moved[4].abs().sum() / moved[0].abs().sum()
+    assert 0.2 < float(ratio) < 0.3
+    with pytest.raises(EngineError, match="step3_warmup"):
+        load_config("default", overrides=["step3_warmup=-1"])

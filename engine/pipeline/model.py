@@ -177,19 +177,22 @@ class Model(nn.Module):
                 "light": light, "ambient": k_a, "diffuse_k": k_d, "direction": direction, "canon": canon,
                 "shading": shading, "diffuse": diffuse, "recon": recon, "valid": valid, "depth_view": depth_view}
 
-    def input_loss(self, image: torch.Tensor, out: dict[str, torch.Tensor], flip: bool) -> torch.Tensor:
-        """Step 1's loss of `predict(image, flip)`: each reconstruction (and its mirrored twin) against the
-        image where valid, plus the smoothness terms."""
+    def input_terms(self, image: torch.Tensor, out: dict[str, torch.Tensor], flip: bool) -> dict[str, torch.Tensor]:
+        """Step 1's loss of `predict(image, flip)` by term: the reconstruction (and its mirrored twin) against
+        the image where valid, and the smoothness terms. Their sum, in this order, is the loss."""
         b, mask = image.shape[0], out["valid"]
-        loss = self.recon_terms(out["recon"][:b], image, mask)
+        terms = {"input": self.recon_terms(out["recon"][:b], image, mask)}
         if flip:
-            loss = loss + self.recon_terms(out["recon"][b:], image, mask)
-        return loss + self.cfg.lam_smooth * (losses.smooth_loss(out["depth"]) + losses.smooth_loss(out["diffuse"]))
+            terms["input_flip"] = self.recon_terms(out["recon"][b:], image, mask)
+        terms["smooth"] = self.cfg.lam_smooth * (losses.smooth_loss(out["depth"]) + losses.smooth_loss(out["diffuse"]))
+        return terms
 
     def step1_forward(self, target: Target, flip: bool, refresh_mask: bool = False) -> tuple[torch.Tensor, dict]:
-        """Reconstruct the input (L_input of §7.3) and cache the canonical estimate for step 2."""
+        """Reconstruct the input (L_input of §7.3) and cache the canonical estimate for step 2. out["terms"]
+        holds the loss by term."""
         out = self.predict(target.image, flip)
-        loss = self.input_loss(target.image, out, flip)
+        out["terms"] = self.input_terms(target.image, out, flip)
+        loss = sum(out["terms"].values())
         if self.cfg.use_mask and (refresh_mask or "canon_mask" not in target.cache):
             target.cache["canon_mask"] = self.canonical_mask(target, out["depth"], out["view_t"])
         target.cache.update(depth=out["depth"][:1].detach(), albedo=out["albedo"][:1].detach(),
@@ -415,10 +418,16 @@ class Model(nn.Module):
     def step3_forward(self, target: Target, proj: torch.Tensor, proj_mask: torch.Tensor, flip1: bool,
                       flip3: bool, proj_views: torch.Tensor | None = None,
                       proj_lights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        """Input term + reconstruction of projected samples from the shared canonical shape (§6), plus
-        `lam_bank_view` × MSE between V's views of the samples and the bank's views (see `bank_labels`) and
-        `lam_bank_light` × the same for L and the bank's lights."""
-        loss, out = self.step1_forward(target, flip=flip1 or flip3, refresh_mask=True)
+        """Input term (its reconstructions weighted `lam_step3_input`) + reconstruction of projected samples from
+        the shared canonical shape (§6; `bank_gain`), plus `lam_bank_view` × MSE between V's views of the samples
+        and the bank's views (see `bank_labels`) and `lam_bank_light` × the same for L and the bank's lights.
+        out["terms"] holds the loss by term."""
+        _, out = self.step1_forward(target, flip=flip1 or flip3, refresh_mask=True)
+        terms = out["terms"]
+        if self.cfg.lam_step3_input != 1:
+            for key in ("input", "input_flip"):
+                if key in terms:
+                    terms[key] = self.cfg.lam_step3_input * terms[key]
         b = proj.shape[0]
         predicted = self.predict_view(proj)
         light = self.predict_light(proj)
@@ -427,7 +436,7 @@ class Model(nn.Module):
             if weight > 0:
                 if labels is None:
                     raise ValueError(f"a bank term needs the bank's sampled {name}")
-                loss = loss + weight * (guess - labels).pow(2).mean()
+                terms[f"bank_{name}"] = weight * (guess - labels).pow(2).mean()
         depth, albedo, normal = out["depth"], out["albedo"], out["normal"]
         copies = 2 if flip3 else 1
         depth = torch.cat([batch_of(depth[i:i + 1], b) for i in range(copies)])
@@ -437,7 +446,19 @@ class Model(nn.Module):
                                             light.repeat(copies, 1))
         mask = valid[:b] * valid[b:] if flip3 else valid
         mask = mask * proj_mask[:, 0]
-        loss = loss + self.recon_terms(recon[:b], proj, mask)
+        if self.cfg.bank_gain != "none":  # a colour scale acts on intensities in [0, 1], the images are in [-1, 1]
+            recon = (recon + 1) * self.bank_gain(recon + 1, proj.repeat(copies, 1, 1, 1) + 1,
+                                                 mask.repeat(copies, 1, 1)) - 1
+        terms["bank"] = self.recon_terms(recon[:b], proj, mask)
         if flip3:
-            loss = loss + self.recon_terms(recon[b:], proj, mask)
-        return loss, out
+            terms["bank_flip"] = self.recon_terms(recon[b:], proj, mask)
+        return sum(terms.values()), out
+
+    @torch.no_grad()
+    def bank_gain(self, recon: torch.Tensor, proj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """cfg.bank_gain's least-squares gain g (N×C×1×1 or N×1×1×1) minimising Σ mask·(g·recon − proj)² per
+        sample (and channel) over the valid pixels, for non-negative intensities; 1 where a sample has none."""
+        dims = (2, 3) if self.cfg.bank_gain == "channel" else (1, 2, 3)
+        m = mask.unsqueeze(1)
+        num, den = (recon * proj * m).sum(dims, keepdim=True), (recon.pow(2) * m).sum(dims, keepdim=True)
+        return torch.where(den > 0, num / den.clamp_min(1e-12), torch.ones_like(den))

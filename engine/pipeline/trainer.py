@@ -163,7 +163,9 @@ class Trainer:
                 self.on_phase_end(index, phase)
         return self.log
 
-    def run_phase(self, phase: Phase) -> tuple[float | None, float | None]:
+    def run_phase(self, phase: Phase, after_step: Callable[[int], None] | None = None
+                  ) -> tuple[float | None, float | None]:
+        """One phase; `after_step(k)` is called after the k-th optimisation step of a training phase."""
         model = self.model
         model.train_only(phase.nets)
         unit = phase_cost(phase, self.cfg) / max(phase.iterations, 1)
@@ -186,6 +188,11 @@ class Trainer:
                 tick(it + 1)
         else:
             opts = self.optimizers(phase.nets)
+            warm = self.cfg.step3_warmup if phase.step == "step3" else 0
+
+            def ramp(i: int) -> float:  # the learning-rate factor of step i (cfg.step3_warmup)
+                return min(1.0, (i + 1) / warm)
+            ramps = [torch.optim.lr_scheduler.LambdaLR(opt, ramp) for opt in opts] if warm else []
             for it in range(phase.iterations):
                 loss = self.forward(phase, self.targets[self.current])
                 for opt in opts:
@@ -195,8 +202,12 @@ class Trainer:
                     self.grad_sync(p for n in phase.nets for p in model.nets[n].parameters())
                 for opt in opts:
                     opt.step()
+                for scheduler in ramps:
+                    scheduler.step()
                 self.next_image()
                 tick(it + 1, float(loss.detach()))
+                if after_step is not None:
+                    after_step(it + 1)
         return (losses[0], losses[-1]) if losses else (None, None)
 
     def forward(self, phase: Phase, target: Target) -> torch.Tensor:
