@@ -457,7 +457,7 @@ def test_bank_gain_recovers_each_samples_colour_scale_and_leaves_empty_samples_a
     proj = recon * scale + (1 - mask.unsqueeze(1)) * torch.rand(3, 3, 64, 64, generator=gen)  # noise off the mask
     try:
         model.cfg.bank_gain = mode
-        gain = model.bank_gain(recon, proj, mask)
+        gain = model.colour_gain(recon, proj, mask)
         assert gain.shape == scale.shape
         assert torch.allclose(gain[:2], scale[:2], rtol=1e-4)
         assert torch.equal(gain[2], torch.ones_like(gain[2]))

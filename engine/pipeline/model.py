@@ -447,7 +447,7 @@ class Model(nn.Module):
         mask = valid[:b] * valid[b:] if flip3 else valid
         mask = mask * proj_mask[:, 0]
         if self.cfg.bank_gain != "none":  # a colour scale acts on intensities in [0, 1], the images are in [-1, 1]
-            recon = (recon + 1) * self.bank_gain(recon + 1, proj.repeat(copies, 1, 1, 1) + 1,
+            recon = (recon + 1) * self.colour_gain(recon + 1, proj.repeat(copies, 1, 1, 1) + 1,
                                                  mask.repeat(copies, 1, 1)) - 1
         terms["bank"] = self.recon_terms(recon[:b], proj, mask)
         if flip3:
@@ -455,7 +455,7 @@ class Model(nn.Module):
         return sum(terms.values()), out
 
     @torch.no_grad()
-    def bank_gain(self, recon: torch.Tensor, proj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def colour_gain(self, recon: torch.Tensor, proj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """cfg.bank_gain's least-squares gain g (N×C×1×1 or N×1×1×1) minimising Σ mask·(g·recon − proj)² per
         sample (and channel) over the valid pixels, for non-negative intensities; 1 where a sample has none."""
         dims = (2, 3) if self.cfg.bank_gain == "channel" else (1, 2, 3)
