@@ -448,7 +448,7 @@ class Model(nn.Module):
         mask = mask * proj_mask[:, 0]
         if self.cfg.bank_gain != "none":  # a colour scale acts on intensities in [0, 1], the images are in [-1, 1]
             recon = (recon + 1) * self.colour_gain(recon + 1, proj.repeat(copies, 1, 1, 1) + 1,
-                                                 mask.repeat(copies, 1, 1)) - 1
+                                                   mask.repeat(copies, 1, 1)) - 1
         terms["bank"] = self.recon_terms(recon[:b], proj, mask)
         if flip3:
             terms["bank_flip"] = self.recon_terms(recon[b:], proj, mask)
