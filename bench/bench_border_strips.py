@@ -4,8 +4,9 @@ Why: with a V that turns the input (`prior_frame` "input", docs/default-model.md
 map grows strips at the near clamp (min_depth 0.9) beside the border columns; a turned view swings them in
 front of the object, where the scored depth then steps. This reads finished `engine evaluate` folders
 (report.json and each bundle's canonical depth.npy) and prints JSON: per folder, how many images have a
-strip, and the mean SIDE / MAD (x100 / degrees) of the images with and without one; for every folder
-after the first, on how many of the images both hold it scores better than the first, and both means there.
+strip, the mean SIDE / MAD (x100 / degrees) of the images with and without one, and the mean time per image
+(the bundles' result.json `total_s`, seconds); for every folder after the first, on how many of the images
+both hold it scores better than the first, and both means there.
 
     .venv/bin/python bench/bench_border_strips.py out/evaluate-default-seed1 other-run/ [--near 0.92]
 """
@@ -47,7 +48,11 @@ def summarise(folder: Path, near: float, band: int) -> dict:
     def mean(values: np.ndarray, pick: np.ndarray) -> float | None:
         return round(float(values[pick].mean()), 3) if pick.any() else None
 
+    seconds = [json.loads(f.read_text()).get("timings", {}).get("total_s")
+               for f in (folder / "bundles" / name / "result.json" for name, *_ in rows) if f.is_file()]
+    seconds = [t for t in seconds if t is not None]
     return {"folder": str(folder), "images": len(rows), "with_strip": int(strip.sum()),
+            "mean_total_s": round(float(np.mean(seconds)), 1) if seconds else None,
             "scores": {name: (side_x100, mad_deg) for name, _, side_x100, mad_deg in rows},
             "side_x100": {"all": mean(side, strip | ~strip), "with_strip": mean(side, strip),
                           "without": mean(side, ~strip), "median": round(float(np.median(side)), 3)},

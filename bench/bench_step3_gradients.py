@@ -35,7 +35,7 @@ import time
 import numpy as np
 import torch
 from bench_bank_labels import held_out_run_args
-from bench_truth_start import depth_scores, held_out_trainers
+from bench_truth_start import depth_scores, held_out_trainers, run_to_first_step3
 
 from engine.config import load_config
 from engine.device import tune_cpu_allocator
@@ -140,12 +140,7 @@ def main() -> None:
     cfg = load_config("default", overrides=args.extra)
     rows = []
     for test, truth, trainer, t0 in held_out_trainers(cfg, args):
-        for phase in trainer.phases:
-            if phase.step == "step3":
-                break
-            trainer.run_phase(phase)
-            trainer.after_phase(phase)
-        probes = train_step3(trainer, phase, truth, test.depth, cfg, args.every)
+        probes = train_step3(trainer, run_to_first_step3(trainer), truth, test.depth, cfg, args.every)
         rows.append({"name": test.item.name, "seconds": round(time.perf_counter() - t0, 1), "probes": probes})
         print(json.dumps(rows[-1]), flush=True)
     print(json.dumps({"n": args.n, "seed": args.seed, "every": args.every, "overrides": args.extra,

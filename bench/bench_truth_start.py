@@ -53,7 +53,7 @@ from engine.evaluate import (
 from engine.metrics import gt_mask
 from engine.pipeline.bank import Bank
 from engine.pipeline.run import Request, make_target, prior_depth, read_inputs, start_run
-from engine.pipeline.trainer import Trainer
+from engine.pipeline.trainer import Phase, Trainer
 from engine.progress import Progress
 
 CANDIDATES = ("prior_DA", "prior_A", "truth_A")
@@ -109,16 +109,22 @@ def trajectory(trainer: Trainer, depth_gt: np.ndarray, cfg) -> dict:
     return {"phases": phases}
 
 
+def run_to_first_step3(trainer: Trainer) -> Phase:
+    """Every phase before stage 0's step 3, as the pipeline runs them; returns that step 3."""
+    for phase in trainer.phases:
+        if phase.step == "step3":
+            return phase
+        trainer.run_phase(phase)
+        trainer.after_phase(phase)
+    raise ValueError("the schedule has no step 3")
+
+
 def judge(trainer: Trainer, truth: torch.Tensor, depth_gt: np.ndarray, cfg, args: argparse.Namespace) -> dict:
     """The preset's phases up to stage 0's bank, then stage 0's step 3 three times from the same state and
     bank: as the preset runs it (D and A trained), with D kept at its ellipsoid fit (A only), and with D
     refitted to the truth first (A only). The bank objective each reaches says which shape the bank favours."""
     model, target = trainer.model, trainer.targets[0]
-    for phase in trainer.phases:
-        if phase.step == "step3":
-            break
-        trainer.run_phase(phase)
-        trainer.after_phase(phase)
+    phase = run_to_first_step3(trainer)
     saved = copy.deepcopy({"nets": {n: net.state_dict() for n, net in model.nets.items()}, "cache": target.cache,
                            "light_ab": model.light_ab, "bank": trainer.banks[0].state_dict(),
                            "gen": trainer.gen.get_state(), "rng": torch.get_rng_state()})
