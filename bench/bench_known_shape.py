@@ -2,6 +2,8 @@
 
     python bench/bench_known_shape.py [--scales 1 4] [--stages 1 2] [--seeds 0 1] [--threads 1] [--set key=value ...]
                                       [--frontal [--bank exact|relabelled]] [--masks collected|ones]
+                                      [--heads I [I ...] [--head-seed 1] [--avg-gt-images 2000]]
+    python bench/bench_known_shape.py --summarise RUNS.jsonl [...] [--heads I ...] [--against OTHER.jsonl ...]
 
 The generator is engine.data.known_shape's ideal one (the head's exact depth and albedo rendered
 under any view and light), so the result bounds what a better GAN could give at that schedule.
@@ -20,6 +22,16 @@ their true views and lights (what step 3 makes of a perfect step 2), and --bank 
 collected projections but labels them with what they show. --masks ones drops the pseudo samples'
 masks from step 3. The labels reach V and L only through --set lam_bank_view /
 lam_bank_light; --set bank_labels=\"fitted\" refits them in the pipeline itself.
+
+By default the head is session 5's (synthetic seed 5, image 0). --heads runs each of the given images
+of `python -m engine evaluate`'s held-out set (--head-seed, 1) as its own ideal generator, and adds issue
+#6's baselines to every run's references: the average GT depth of --avg-gt-images training renders (seed
+0; at view 0 with --frontal, since the inputs are then frontal) and the `default` preset's ellipsoid of
+the head's silhouette. The last line then also holds the means over the runs and issue #6's ratios of
+those means, as `evaluate` reports them: how near the targets the method comes when the GAN is perfect.
+--summarise recomputes that summary from the per-run lines of earlier runs (several files: one per
+process of a split run; --heads keeps those images only), and --against counts the heads on which they
+beat other runs.
 """
 
 from __future__ import annotations
@@ -28,11 +40,13 @@ import argparse
 import json
 import time
 
+import numpy as np
 import torch
 
-from engine import prior, render
-from engine.config import load_config
+from engine import evaluate, nets, prior, render, weights
+from engine.config import Config, load_config
 from engine.data.known_shape import METHOD_OWN, KnownShape, known_shape_target
+from engine.data.mesh import load_base_mesh
 from engine.device import tune_cpu_allocator
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
@@ -40,7 +54,8 @@ from engine.pipeline.trainer import Trainer
 
 BASE = ["net_width=0.25", "perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false",
         "projection=\"optimize\"", "projection_iters=20", "prior_near=0.91", "lam_bank_view=100", "lr=3e-4",
-        "collect_iters=6", *METHOD_OWN]
+        "collect_iters=6", "view_mvn_path=none", "light_mvn_path=none", *METHOD_OWN]
+PRESET = ["perceptual=\"mobilenet-v2\"", "step2_feature_loss=\"none\"", "save_results=false"]
 
 
 def scores(depth: torch.Tensor, valid: torch.Tensor, depth_gt: torch.Tensor, mask_gt: torch.Tensor,
@@ -77,16 +92,27 @@ def shown_labels(known: KnownShape, bank: Bank, rot_range_deg: float) -> tuple[t
     return views, lights, error
 
 
-def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, bank: str, masks: str) -> dict:
+def config(method: str, scale: int | None, stages: int | None, extra: list[str]) -> Config:
+    """The method's own parts at the bench's schedule, or the `default` preset as it is (its taught V and L,
+    schedule and projection) with only what a generator without a discriminator needs (PRESET)."""
+    if method == "preset":
+        return load_config("default", overrides=[*PRESET, *extra])
     flags = ", ".join(["false"] * stages)
     flip3 = ", ".join(["true"] + ["false"] * (stages - 1))
-    cfg = load_config("default", overrides=[
+    return load_config("default", overrides=[
         *BASE, f"num_stage={stages}", f"stage_len_dict=[{60 * scale}, 1, {150 * scale}]",
         f"stage_len_dict2=[{20 * scale}, 1, {75 * scale}]", f"flip1_cfg=[{flags}]", f"flip3_cfg=[{flip3}]",
         *extra])
+
+
+def run(cfg: Config, seed: int, head: tuple[int, int], frontal: bool, bank: str, masks: str,
+        avg_gt: torch.Tensor | None) -> dict:
     torch.manual_seed(seed)
-    known = known_shape_target(frontal=frontal)
-    model, target, ellipsoid = known.setup(cfg)
+    known = known_shape_target(*head, frontal=frontal)
+    mvns = (nets.resolve_mvn(cfg.view_mvn_path, "view"), nets.resolve_mvn(cfg.light_mvn_path, "light"))
+    model, target, ellipsoid = known.setup(cfg, mvns)
+    if cfg.pretrain:
+        nets.load_gan2shape_checkpoint(weights.resolve(cfg.pretrain), model.nets)
     depth_gt, mask_gt = known.depth, known.mask
 
     def current() -> dict[str, float]:
@@ -118,9 +144,9 @@ def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, ban
             fitted = current()
         elif phase.step == "step3":
             per_stage.append(current())
-    return {"scale": scale, "stages": stages, "seed": seed, "frontal": frontal, "bank": bank, "masks": masks,
+    return {"stages": cfg.num_stage, "seed": seed, "head": list(head), "frontal": frontal, "bank": bank,
+            "masks": masks, "references": references(known, avg_gt),
             "label_spread": label_spread, "label_error": label_error,
-            "overrides": extra,
             "iterations": {"step1": [p.iterations for p in trainer.phases if p.step == "step1"],
                            "step3": [p.iterations for p in trainer.phases if p.step == "step3"]},
             "seconds": round(time.perf_counter() - t0, 1),
@@ -128,9 +154,9 @@ def run(scale: int, stages: int, extra: list[str], seed: int, frontal: bool, ban
             "fitted": fitted, "after_each_stage": per_stage, "final": per_stage[-1]}
 
 
-def references(frontal: bool) -> dict:
-    """Depths that need no training: flat, the official and the preset's ellipsoids, the exact shape."""
-    known = known_shape_target(frontal=frontal)
+def references(known: KnownShape, avg_gt: torch.Tensor | None) -> dict:
+    """Depths that need no training: flat, the official and the preset's ellipsoids, the exact shape and,
+    given its map, the average GT depth."""
     depth_gt, mask_gt = known.depth, known.mask
     cam, ones = render.Camera(depth_gt.shape[-1]), torch.ones_like(depth_gt)
     out = {"flat": scores(ones, ones, depth_gt, mask_gt, cam)}
@@ -138,7 +164,59 @@ def references(frontal: bool) -> dict:
         ellipsoid = prior.ellipsoid_for(mask_gt.float(), load_config("default", overrides=[f"prior_near={near}"]))[None]
         out[f"ellipsoid_near_{near}"] = scores(ellipsoid, ones, depth_gt, mask_gt, cam)
     out["exact"] = scores(depth_gt, ones, depth_gt, mask_gt, cam)
+    if avg_gt is not None:
+        out["avg_gt"] = scores(avg_gt[None], ones, depth_gt, mask_gt, cam)
     return out
+
+
+def summary(runs: list[dict]) -> dict:
+    """Mean and population std over the runs of the final depth, of D after the prior fit ("fitted"), of the
+    ellipsoid it was fitted to ("prior") and of the references; issue #6's ratios of the means (the prior
+    being the `default` preset's ellipsoid, as in `evaluate`); the mean seconds per run and, where the runs
+    have them, the mean slopes of what the first bank's projections show on their labels."""
+    rows = {"final": [r["final"] for r in runs], "fitted": [r["fitted"] for r in runs],
+            "prior": [r["prior"] for r in runs]}
+    for name in runs[0]["references"]:
+        rows[name] = [r["references"][name] for r in runs]
+    stats = {name: {m: {"mean": round(float(np.mean([r[m] for r in v])), 4),
+                        "std": round(float(np.std([r[m] for r in v])), 4)} for m in ("side_x100", "mad_deg")}
+             for name, v in rows.items()}
+    renamed = {evaluate.PREDICTION: stats["final"], evaluate.PRIOR: stats["ellipsoid_near_0.98"]}
+    if "avg_gt" in stats:
+        renamed[evaluate.AVERAGE] = stats["avg_gt"]
+    targets = {k: {"value": None if v["value"] is None else round(v["value"], 4), "target_max": v["target_max"],
+                   "met": v["met"]} for k, v in evaluate.ratios(renamed).items()}
+    better = sum(r["final"]["mad_deg"] < r["references"]["ellipsoid_near_0.98"]["mad_deg"] for r in runs)
+    out = {"runs": len(runs), "heads": [r["head"] for r in runs], "stats": stats, "ratios": targets,
+           "mad_below_preset_prior": better, "mean_seconds": round(float(np.mean([r["seconds"] for r in runs])), 1)}
+    if all(r["label_error"] for r in runs):
+        out["first_bank_slope"] = {k: round(float(np.mean([r["label_error"][0]["slope"][k] for r in runs])), 4)
+                                   for k in runs[0]["label_error"][0]["slope"]}
+    return out
+
+
+def head_to_head(runs: list[dict], against: list[dict]) -> dict:
+    """On the heads both sets ran: how many final depths beat the other set's, by MAD and by SIDE."""
+    other = {tuple(r["head"]): r["final"] for r in against}
+    pairs = [(r["final"], other[tuple(r["head"])]) for r in runs if tuple(r["head"]) in other]
+    return {"heads": len(pairs), "better_mad": sum(a["mad_deg"] < b["mad_deg"] for a, b in pairs),
+            "better_side": sum(a["side_x100"] < b["side_x100"] for a, b in pairs)}
+
+
+def read_runs(paths: list[str], heads: list[int] | None) -> list[dict]:
+    """The per-run lines of earlier runs' output files, restricted to the images `heads` if given."""
+    runs = []
+    for path in paths:
+        with open(path) as f:
+            runs += [row for row in map(json.loads, f) if "final" in row]
+    return [r for r in runs if heads is None or r["head"][1] in heads]
+
+
+def average_gt(frontal: bool, images: int) -> torch.Tensor:
+    """`evaluate`'s average-GT map over training renders, at view 0 for frontal inputs."""
+    cfg = load_config("default")
+    depth = evaluate.average_gt_depth(cfg, images, load_base_mesh(), canonical=frontal)
+    return torch.from_numpy(depth.astype(np.float32))
 
 
 def main() -> None:
@@ -154,21 +232,40 @@ def main() -> None:
     parser.add_argument("--masks", choices=["auto", "collected", "ones"], default="auto",
                         help="step-3 masks of the bank: the collected pseudo samples' or none (all ones); "
                              "auto: ones for --bank exact, collected otherwise")
+    parser.add_argument("--method", choices=["own", "preset"], default="own",
+                        help="own: the method's own parts (BASE) at --scales and --stages; preset: the default "
+                             "preset as it is, with its taught V and L (--scales and --stages ignored)")
+    parser.add_argument("--heads", type=int, nargs="+", help="images of the held-out set, each its own generator")
+    parser.add_argument("--head-seed", type=int, default=1, help="synthetic seed of --heads (evaluate's held-out 1)")
+    parser.add_argument("--avg-gt-images", type=int, default=2000, help="training renders in the average-GT map")
+    parser.add_argument("--summarise", nargs="+", metavar="FILE",
+                        help="only summarise earlier runs' per-run lines (of the images --heads, if given)")
+    parser.add_argument("--against", nargs="+", metavar="FILE",
+                        help="with --summarise: count the heads on which the summarised runs beat these files' runs")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
     args = parser.parse_args()
+    if args.summarise:
+        runs = read_runs(args.summarise, args.heads)
+        versus = {"against": head_to_head(runs, read_runs(args.against, args.heads))} if args.against else {}
+        print(json.dumps({"from": args.summarise, **summary(runs), **versus}))
+        return
     if args.bank != "collected" and not args.frontal:
         parser.error(f"--bank {args.bank} needs --frontal")
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)
-    result = {"threads": args.threads, "references": references(args.frontal), "runs": []}
-    for stages in args.stages:
-        for scale in args.scales:
+    heads = [(args.head_seed, i) for i in args.heads] if args.heads else [(5, 0)]
+    avg_gt = average_gt(args.frontal, args.avg_gt_images) if args.heads else None
+    schedules = [(s, k) for s in args.stages for k in args.scales] if args.method == "own" else [(None, None)]
+    runs = []
+    for head in heads:
+        for stages, scale in schedules:
             for seed in args.seeds:
-                result["runs"].append(run(scale, stages, args.extra, seed, args.frontal, args.bank,
-                                          args.masks))
-                print(json.dumps(result["runs"][-1]), flush=True)
-    print(json.dumps(result))
+                cfg = config(args.method, scale, stages, args.extra)
+                runs.append({"method": args.method, "scale": scale, "overrides": args.extra,
+                             **run(cfg, seed, head, args.frontal, args.bank, args.masks, avg_gt)})
+                print(json.dumps(runs[-1]), flush=True)
+    print(json.dumps({"threads": args.threads, **summary(runs), "runs": runs}))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from .batch.items import BatchItem
 from .batch.work import BatchJob, is_complete, run_item
 from .config import Config, config_to_dict
 from .data.mesh import BaseMesh, load_base_mesh
-from .data.synth import SynthConfig, render_images, sample_params
+from .data.synth import SynthConfig, sample_params
 from .data.synth import render as synth_render
 from .errors import EngineError
 from .io import atomic_path, write_json
@@ -191,14 +191,19 @@ def write_test_set(cfg: Config, opts: EvalOptions, mesh: BaseMesh) -> list[HeldO
     return images
 
 
-def average_gt_depth(cfg: Config, n_images: int, mesh: BaseMesh, chunk: int = 100) -> np.ndarray:
+def average_gt_depth(cfg: Config, n_images: int, mesh: BaseMesh, chunk: int = 100,
+                     canonical: bool = False) -> np.ndarray:
     """Per-pixel mean depth over the object pixels of training renders 0..n−1 (seed 0); 1.0 at pixels
-    no training object covers. (A plain mean would average the 1.1 background into the object.)"""
+    no training object covers. (A plain mean would average the 1.1 background into the object.)
+    `canonical` renders every object at view 0: the baseline for test objects seen frontally."""
     synth = synth_config(cfg)
     total = np.zeros((synth.image_size,) * 2)
     count = np.zeros_like(total)
     for start in range(0, n_images, chunk):
-        data = render_images(synth, TRAINING_SEED, np.arange(start, min(start + chunk, n_images)), mesh)
+        params = sample_params(synth, mesh, TRAINING_SEED, np.arange(start, min(start + chunk, n_images)))
+        if canonical:
+            params = replace(params, view=np.zeros_like(params.view))
+        data = synth_render(synth, mesh, params)
         mask = data["mask"]
         total += np.where(mask, data["depth"], 0.0).sum(0)
         count += mask.sum(0)

@@ -73,6 +73,17 @@ def test_average_gt_depth_is_the_object_pixel_mean_of_training_renders():
     assert np.all(avg[~covered] == 1.0) and 0.9 < avg[covered].min() < avg[covered].max() < 1.1
 
 
+def test_canonical_average_gt_depth_averages_the_same_objects_at_view_0():
+    mesh = load_base_mesh()
+    avg = ev.average_gt_depth(CFG, 5, mesh, chunk=2, canonical=True)
+    synth = ev.synth_config(CFG)
+    params = sample_params(synth, mesh, 0, np.arange(5))
+    data = render(synth, mesh, replace(params, view=np.zeros_like(params.view)))
+    mask = data["mask"]
+    covered = mask.any(0)
+    assert np.allclose(avg[covered], (data["depth"] * mask).sum(0)[covered] / mask.sum(0)[covered], rtol=1e-6)
+
+
 def test_exact_canonical_depth_is_exact_frontally_and_loses_what_the_canonical_view_hides():
     """Seen at view 0 the canonical depth map is the ground truth itself (renderer quirks off, as the
     `default` preset has them); turned, it scores the representation's floor: above zero where the turn

@@ -34,12 +34,18 @@ result worse (docs/default-model.md).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 
 from engine import nets, render
 from engine.config import load_config
 from engine.data.known_shape import METHOD_OWN, PIXEL_CENTRES, known_shape_target
+from engine.data.mesh import load_base_mesh
+from engine.data.synth import SynthConfig, sample_params
+from engine.data.synth import render as synth_render
 from engine.metrics import depth_metrics
 from engine.pipeline.bank import Bank
 from engine.pipeline.model import Model, Target
@@ -128,3 +134,23 @@ def test_labelled_renders_are_reproduced_by_the_model_from_their_labels():
     # Not 0: the generator shades after the warp, the model before (0.008 at 0°, about 0.04 at 8°-25° here).
     assert error(lights) < 0.045
     assert error(lights) < 0.6 * error(camera_frame)
+
+
+def test_a_held_out_head_with_given_view_and_light_distributions():
+    """bench_known_shape --heads --method preset: image I of a synthetic seed becomes the generator (its
+    frontal silhouette is that of the data's own view-0 render of the same object), and the model samples
+    pseudo views and lights from the distributions it is given instead of the built-in ones."""
+    known = known_shape_target(seed=1, index=3, frontal=True)
+    synth = SynthConfig(image_size=64)
+    mesh = load_base_mesh()
+    params = sample_params(synth, mesh, 1, np.array([3, 4]))
+    masks = synth_render(synth, mesh, replace(params, view=np.zeros_like(params.view)))["mask"]
+    assert (known.mask[0].numpy() == masks[0]).mean() > 0.99 > (known.mask[0].numpy() == masks[1]).mean()
+    cfg = load_config("default", overrides=[*METHOD_OWN, "net_width=0.25"])
+    view = nets.Mvn(torch.linspace(-0.1, 0.1, 6), 0.01 * torch.eye(6), "test")
+    light = nets.Mvn(torch.linspace(0.2, 0.5, 4), 0.02 * torch.eye(4), "test")
+    given, _, _ = known.setup(cfg, (view, light))
+    assert torch.equal(given.view_mean[0], view.mean) and torch.equal(given.light_mean[0], light.mean)
+    builtin, _, _ = known.setup(cfg)
+    assert torch.equal(builtin.view_mean[0], nets.builtin_view_mvn().mean)
+    assert torch.equal(builtin.light_mean[0], nets.builtin_light_mvn().mean)

@@ -100,12 +100,13 @@ class KnownShape:
         with torch.no_grad():
             return self.generator.synthesize(self.z0)
 
-    def setup(self, cfg: Config) -> tuple[Model, Target, torch.Tensor]:
-        """The method on this generator: the model (MobileNetV2 perceptual loss, built-in view and light
-        distributions), the input as its target and the ellipsoid prior of the input's silhouette."""
-        view_mvn = nets.builtin_view_mvn()
-        model = Model(cfg, self.generator, losses.build_perceptual("mobilenet-v2"), view_mvn.mean,
-                      nets.builtin_light_mvn().mean, view_mvn.distribution())
+    def setup(self, cfg: Config, mvns: tuple[nets.Mvn, nets.Mvn] | None = None) -> tuple[Model, Target, torch.Tensor]:
+        """The method on this generator: the model (MobileNetV2 perceptual loss; the view and light
+        distributions `mvns`, by default the built-in ones), the input as its target and the ellipsoid prior
+        of the input's silhouette."""
+        view_mvn, light_mvn = mvns or (nets.builtin_view_mvn(), nets.builtin_light_mvn())
+        model = Model(cfg, self.generator, losses.build_perceptual("mobilenet-v2"), view_mvn.mean, light_mvn.mean,
+                      view_mvn.distribution())
         image = self.image()
         target = Target("known", image, self.z0, image, self.mask[:, None].float(), self.depth)
         return model, target, prior.ellipsoid_for(target.mask, cfg)[None]
