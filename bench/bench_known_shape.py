@@ -245,6 +245,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra config override key=value")
     args = parser.parse_args()
+    if args.against and not args.summarise:
+        parser.error("--against needs --summarise")
     if args.summarise:
         runs = read_runs(args.summarise, args.heads)
         versus = {"against": head_to_head(runs, read_runs(args.against, args.heads))} if args.against else {}
