@@ -5,8 +5,9 @@ map grows strips at the near clamp (min_depth 0.9) beside the border columns; a 
 front of the object, where the scored depth then steps. This reads finished `engine evaluate` folders
 (report.json and each bundle's canonical depth.npy) and prints JSON: per folder, how many images have a
 strip, the mean SIDE / MAD (x100 / degrees) of the images with and without one, and the mean time per image
-(the bundles' result.json `total_s`, seconds); for every folder after the first, on how many of the images
-both hold it scores better than the first, and both means there.
+(the bundles' result.json `total_s`, seconds), and the means and issue #6's ratios per band of |true yaw|
+(`engine.evaluate.by_yaw`); for every folder after the first, on how many of the images both hold it scores
+better than the first, and both means there.
 
     .venv/bin/python bench/bench_border_strips.py out/evaluate-default-seed1 other-run/ [--near 0.92]
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.evaluate import PREDICTION, by_yaw
 from engine.nets import clamp_border
 
 # The border columns clamp_border sets (not D's own output).
@@ -53,6 +55,10 @@ def summarise(folder: Path, near: float, band: int) -> dict:
     seconds = [t for t in seconds if t is not None]
     return {"folder": str(folder), "images": len(rows), "with_strip": int(strip.sum()),
             "mean_total_s": round(float(np.mean(seconds)), 1) if seconds else None,
+            "by_yaw": [{"abs_yaw_deg": b["abs_yaw_deg"], "images": b["images"],
+                        "side_x100": round(b["methods"][PREDICTION]["side_x100"]["mean"], 3),
+                        "mad_deg": round(b["methods"][PREDICTION]["mad_deg"]["mean"], 2),
+                        "ratios": {k: round(v, 3) for k, v in b["ratios"].items()}} for b in by_yaw(report["items"])],
             "scores": {name: (side_x100, mad_deg) for name, _, side_x100, mad_deg in rows},
             "side_x100": {"all": mean(side, strip | ~strip), "with_strip": mean(side, strip),
                           "without": mean(side, ~strip), "median": round(float(np.median(side)), 3)},

@@ -29,7 +29,8 @@ of `python -m engine evaluate`'s held-out set (--head-seed, 1) as its own ideal 
 0; at view 0 with --frontal, since the inputs are then frontal) and the `default` preset's ellipsoid of
 the head's silhouette. The last line then also holds the means over the runs and issue #6's ratios of
 those means, as `evaluate` reports them: how near the targets the method comes when the GAN is perfect.
---summarise recomputes that summary from the per-run lines of earlier runs (several files: one per
+Every run also records V's reading of the input's (pitch, yaw) next to the true ones, in degrees
+("input_view_deg"). --summarise recomputes that summary from the per-run lines of earlier runs (several files: one per
 process of a split run; --heads keeps those images only), and --against counts the heads on which they
 beat other runs.
 """
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 import numpy as np
@@ -114,6 +116,10 @@ def run(cfg: Config, seed: int, head: tuple[int, int], frontal: bool, bank: str,
     if cfg.pretrain:
         nets.load_gan2shape_checkpoint(weights.resolve(cfg.pretrain), model.nets)
     depth_gt, mask_gt = known.depth, known.mask
+    with torch.no_grad():
+        read = model.to_transform(model.predict_view(target.image))[0, :2]
+    input_view = {"read": [round(math.degrees(float(a)), 2) for a in read],
+                  "true": [round(math.degrees(float(a)), 2) for a in known.generator.module.view(known.z0)[0, :2]]}
 
     def current() -> dict[str, float]:
         with torch.no_grad():
@@ -145,7 +151,7 @@ def run(cfg: Config, seed: int, head: tuple[int, int], frontal: bool, bank: str,
         elif phase.step == "step3":
             per_stage.append(current())
     return {"stages": cfg.num_stage, "seed": seed, "head": list(head), "frontal": frontal, "bank": bank,
-            "masks": masks, "references": references(known, avg_gt),
+            "masks": masks, "references": references(known, avg_gt), "input_view_deg": input_view,
             "label_spread": label_spread, "label_error": label_error,
             "iterations": {"step1": [p.iterations for p in trainer.phases if p.step == "step1"],
                            "step3": [p.iterations for p in trainer.phases if p.step == "step3"]},
@@ -173,7 +179,8 @@ def summary(runs: list[dict]) -> dict:
     """Mean and population std over the runs of the final depth, of D after the prior fit ("fitted"), of the
     ellipsoid it was fitted to ("prior") and of the references; issue #6's ratios of the means (the prior
     being the `default` preset's ellipsoid, as in `evaluate`); the mean seconds per run and, where the runs
-    have them, the mean slopes of what the first bank's projections show on their labels."""
+    have them, the mean absolute error of V's reading of the input's view and the mean slopes of what the
+    first bank's projections show on their labels."""
     rows = {"final": [r["final"] for r in runs], "fitted": [r["fitted"] for r in runs],
             "prior": [r["prior"] for r in runs]}
     for name in runs[0]["references"]:
@@ -189,6 +196,10 @@ def summary(runs: list[dict]) -> dict:
     better = sum(r["final"]["mad_deg"] < r["references"]["ellipsoid_near_0.98"]["mad_deg"] for r in runs)
     out = {"runs": len(runs), "heads": [r["head"] for r in runs], "stats": stats, "ratios": targets,
            "mad_below_preset_prior": better, "mean_seconds": round(float(np.mean([r["seconds"] for r in runs])), 1)}
+    if all("input_view_deg" in r for r in runs):
+        gaps = np.array([np.subtract(r["input_view_deg"]["read"], r["input_view_deg"]["true"]) for r in runs])
+        out["input_view_abs_error_deg"] = {"pitch": round(float(np.abs(gaps[:, 0]).mean()), 2),
+                                           "yaw": round(float(np.abs(gaps[:, 1]).mean()), 2)}
     if all(r["label_error"] for r in runs):
         out["first_bank_slope"] = {k: round(float(np.mean([r["label_error"][0]["slope"][k] for r in runs])), 4)
                                    for k in runs[0]["label_error"][0]["slope"]}

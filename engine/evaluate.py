@@ -12,7 +12,7 @@ maps score better, bench/bench_representation_floor.py), for the ellipsoid prior
 silhouette seen in the true view (where a pipeline with a perfect view network and its prior placed in
 the canonical frame would start), and for the ground truth itself, whose MAD is the floor of the
 official normals (docs/default-model.md). The predicted view and light (result.json) are compared with
-the true ones too.
+the true ones too, and the prediction's means and issue #6's ratios are repeated per band of |true yaw|.
 
 Layout of the output folder (reruns reuse finished bundles, like `batch`):
 
@@ -31,6 +31,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ REPORTED_KEYS = {"side_x100": "side_x100", "mad_deg": "mad_deg", "mae": "depth_m
 TARGETS = (("mad_vs_avg_gt", PREDICTION, AVERAGE, "mad_deg", 0.55),
            ("mad_vs_prior", PREDICTION, PRIOR, "mad_deg", 0.75),
            ("side_vs_avg_gt", PREDICTION, AVERAGE, "side_x100", 0.35))
+YAW_BANDS_DEG = (0.0, 15.0, 30.0, 90.0)  # |true yaw| bands of the by-view breakdown
 
 
 @dataclass(frozen=True)
@@ -308,13 +310,27 @@ def score_item(test: HeldOutImage, bundle_dir: Path, data: dict[str, Any], cfg: 
     return scores, {k: logged.get(key) for k, key in REPORTED_KEYS.items()}
 
 
+def by_yaw(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The prediction, the average GT depth and the prior, with issue #6's ratios of their means, over the
+    images in each band of |true yaw|: how much of the gap to the targets comes from turned inputs."""
+    rows = []
+    for lo, hi in pairwise(YAW_BANDS_DEG):
+        chosen = [e for e in items if "metrics" in e and lo <= abs(e["view_deg"]["yaw"]["true"]) < hi]
+        if chosen:
+            methods = {name: _summary([e["metrics"][name] for e in chosen]) for name in (PREDICTION, AVERAGE, PRIOR)}
+            rows.append({"abs_yaw_deg": [lo, hi], "images": len(chosen), "methods": methods,
+                         "ratios": {name: r["value"] for name, r in ratios(methods).items()}})
+    return rows
+
+
 ANGLES = ("pitch", "yaw", "roll")
 
 
 def view_angles(test: HeldOutImage, data: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """True and predicted rotation angles (degrees) of one image."""
+    """True and predicted rotation angles (degrees) of one image: the object's pose V reads (bundles written
+    before `view.object` existed: the canonical maps' view, then the same)."""
     true = np.degrees(test.view[:3].astype(np.float64))
-    predicted = data["view"]["rotation_deg"]
+    predicted = data["view"].get("object", data["view"])["rotation_deg"]
     return {a: {"true": round(float(t), 4), "predicted": float(p)} for a, t, p in zip(ANGLES, true, predicted,
                                                                                         strict=True)}
 
@@ -419,6 +435,7 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
         "pipeline_reported": _summary(reported) if reported else None,
         "view_error_deg": view_errors([e for e in items if "view_deg" in e]) if per_method[PREDICTION] else None,
         "light_error": light_errors([e for e in items if "light" in e]) if per_method[PREDICTION] else None,
+        "by_yaw": by_yaw(items),
         "items": items, "seconds": round(time.perf_counter() - t0, 3),
     }
     write_report(report, opts.out)
@@ -466,6 +483,17 @@ def markdown(report: dict[str, Any]) -> str:
             digits, unit = (2, "°") if key == "direction_deg" else (3, "")
             lines.append(f"| {key.removesuffix('_deg')} | {e['mean_abs_error']:.{digits}f}{unit} | "
                          f"{e['constant_mean_abs_error']:.{digits}f}{unit} |")
+    if report.get("by_yaw"):
+        lines += ["", "| \\|true yaw\\| | images | SIDE (×10⁻²) | MAD (°) | average GT: SIDE / MAD | "
+                  "MAD / average GT | MAD / prior | SIDE / average GT |", "|---|---|---|---|---|---|---|---|"]
+        for row in report["by_yaw"]:
+            m, r = row["methods"], row["ratios"]
+            cells = ["n/a" if r[k] is None else f"{r[k]:.3f}" for k in ("mad_vs_avg_gt", "mad_vs_prior",
+                                                                       "side_vs_avg_gt")]
+            lo, hi = row["abs_yaw_deg"]
+            lines.append(f"| {lo:g}–{hi:g}° | {row['images']} | {m[PREDICTION]['side_x100']['mean']:.3f} | "
+                         f"{m[PREDICTION]['mad_deg']['mean']:.2f} | {m[AVERAGE]['side_x100']['mean']:.3f} / "
+                         f"{m[AVERAGE]['mad_deg']['mean']:.2f} | {' | '.join(cells)} |")
     failed = [e for e in report["items"] if e["status"] == "failed"]
     if failed:
         lines += ["", "Failed images:", *[f"- {e['name']}: {e['error']}" for e in failed]]

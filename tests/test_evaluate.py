@@ -137,6 +137,23 @@ def test_view_errors_against_hand_computed_angles():
     assert errors["pitch"] == {"mean_abs_error": 1.0, "frontal_mean_abs_error": 0.0, "slope": None}
 
 
+def test_by_yaw_groups_the_images_by_their_true_yaw_with_the_ratios_of_each_band():
+    def entry(yaw, mad, avg_mad, prior_mad):
+        def m(mad_deg):
+            return {"side_x100": mad_deg / 10, "mad_deg": mad_deg, "mae": 0.0, "mse": 0.0, "pixels": 1}
+        return {"view_deg": {"yaw": {"true": yaw, "predicted": 0.0}},
+                "metrics": {ev.PREDICTION: m(mad), ev.AVERAGE: m(avg_mad), ev.PRIOR: m(prior_mad)}}
+
+    items = [entry(5.0, 20, 40, 30), entry(-10.0, 30, 40, 50), entry(-35.0, 36, 30, 40), {"status": "failed"}]
+    rows = ev.by_yaw(items)
+    assert [(r["abs_yaw_deg"], r["images"]) for r in rows] == [([0.0, 15.0], 2), ([30.0, 90.0], 1)]
+    assert rows[0]["methods"][ev.PREDICTION]["mad_deg"]["mean"] == pytest.approx(25.0)
+    assert rows[0]["ratios"]["mad_vs_avg_gt"] == pytest.approx(25 / 40)
+    assert rows[0]["ratios"]["mad_vs_prior"] == pytest.approx(25 / 40)
+    assert rows[1]["ratios"]["mad_vs_avg_gt"] == pytest.approx(36 / 30)
+    assert rows[1]["ratios"]["side_vs_avg_gt"] == pytest.approx(3.6 / 3.0)
+
+
 def test_light_errors_against_hand_computed_values():
     def entry(true_dir, pred_dir, ambient=(0.4, 0.5)):
         return {"light": {"true": {"ambient": ambient[0], "diffuse": 0.6, "direction": true_dir},
@@ -216,8 +233,10 @@ def test_evaluate_end_to_end_records_a_failure_then_resumes(tiny_assets, tmp_pat
     ratio = report["ratios"]["mad_vs_avg_gt"]
     assert ratio["value"] == pytest.approx(again["pred"][1].mean() / again["avg"][1].mean(), rel=1e-6)
     assert ratio["met"] == (ratio["value"] <= 0.55)
-    yaws = [(e["view_deg"]["yaw"]["true"], bundle.read(out / "bundles" / e["name"])["view"]["rotation_deg"][1])
-            for e in report["items"]]
+    views = [bundle.read(out / "bundles" / e["name"])["view"] for e in report["items"]]
+    assert all(v["object"]["rotation_deg"] == v["rotation_deg"] for v in views)  # view_frame "object"
+    yaws = [(e["view_deg"]["yaw"]["true"], v["object"]["rotation_deg"][1])
+            for e, v in zip(report["items"], views, strict=True)]
     assert report["view_error_deg"]["yaw"]["mean_abs_error"] == pytest.approx(np.mean([abs(p - t) for t, p in yaws]))
     truth = render_images(ev.synth_config(CFG), 3, np.arange(1))
     assert yaws[0][0] == pytest.approx(math.degrees(truth["view"][0, 1]))
@@ -232,6 +251,7 @@ def test_evaluate_end_to_end_records_a_failure_then_resumes(tiny_assets, tmp_pat
     assert 5 < methods[ev.GROUND_TRUTH]["mad_deg"]["mean"] < 7  # the official normals' floor at 64²
     table = (out / "report.md").read_text()
     assert "| method | SIDE (×10⁻²) ↓ | MAD (°) ↓ |" in table and "ellipsoid prior" in table
+    assert sum(row["images"] for row in report["by_yaw"]) == 2 and "| \\|true yaw\\| |" in table
     # the held-out images are what the generator renders for seed 3, not seed-0 training images
     image = np.array(Image.open(out / "test" / "images" / "s3_0000.png"))
     assert np.array_equal(image, render_images(ev.synth_config(CFG), 3, np.arange(1))["rgb"][0])

@@ -15,6 +15,7 @@ from engine.render import (
     depth_to_points,
     forward_warp_grid,
     inverse_warp_grid,
+    invert_view,
     points_to_grid,
     rasterize_depth,
     render_rgb,
@@ -78,6 +79,17 @@ def test_compose_views_equals_sequential_transforms() -> None:
     cam = Camera(8)
     both = transform_points(transform_points(points, first, cam), then, cam)
     assert torch.allclose(transform_points(points, compose_views(first, then), cam), both)
+
+
+def test_invert_view_undoes_the_view() -> None:
+    gen = torch.Generator().manual_seed(2)
+    view = torch.rand(3, 6, generator=gen, dtype=torch.float64) - 0.5
+    points = torch.rand(3, 5, 3, generator=gen, dtype=torch.float64)
+    cam = Camera(8)
+    moved = transform_points(points, view, cam)
+    assert torch.allclose(transform_points(moved, invert_view(view), cam), points)
+    assert torch.allclose(transform_points(moved, view, cam, inverse=True), points)
+    assert not torch.allclose(moved, points)
 
 
 def test_identity_view_reproduces_canonical_image() -> None:

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                     else cores_per_process(ranks.local_world_size))
         cfg = config_from_args(args)
         cfg.joint_train, cfg.reset_weight = True, False  # what pre-training means (§1.7), whatever the preset
+        cfg.view_frame = "object"  # many images share the canonical frame; none of them is its frame
         cfg.device = rank_device(cfg.device, ranks)
         reqs = [Request(image=p, out=args.out, cfg=cfg, latent=companion(args.latent_dir, p, LATENT_SUFFIX),
                         mask=companion(args.mask_dir, p, ".png"), weights=args.weights, export=False)

@@ -35,7 +35,7 @@ PIXEL_CENTRES = render.RasterOptions(supersample=False, half_pixel=False)
 # The method's own parts on top of the `default` preset, for runs on this generator: its V, L and ellipsoid
 # in the canonical frame (not the taught V/L, input-frame prior and pose term the preset adds for the
 # trained GAN) and the official weight decay (the preset has none: docs/default-model.md item 15).
-METHOD_OWN = ("pretrain=none", "view_light_width=none", 'prior_frame="canonical"',
+METHOD_OWN = ("pretrain=none", "view_light_width=none", 'prior_frame="canonical"', 'view_frame="object"',
               'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0", "weight_decay=5e-4")
 
 

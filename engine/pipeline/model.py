@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .. import inputs, losses, nets, render
@@ -67,6 +68,9 @@ class Model(nn.Module):
         # image's pseudo samples with the values of the last image seen by step1_collect.
         self.light_ab = torch.zeros(2)
         self.fitted_walk_basis: torch.Tensor | None = None  # projection "walk": fitted once per model
+        # view_frame "input": the renderer view V reads in the current input (1×6), which every view is
+        # re-expressed relative to (`to_transform`) and every light direction turned by (`turn_light`).
+        self.frame: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------
     # small pieces
@@ -94,8 +98,26 @@ class Model(nn.Module):
         return light + self.light_mean if self.cfg.add_mean_L else light
 
     def to_transform(self, view: torch.Tensor) -> torch.Tensor:
+        """V's units → the renderer's view of the canonical maps (relative to `frame` if set)."""
         c = self.cfg
-        return nets.view_to_transform(view, c.xyz_rotation_range, c.xy_translation_range, c.z_translation_range)
+        view_t = nets.view_to_transform(view, c.xyz_rotation_range, c.xy_translation_range, c.z_translation_range)
+        if self.frame is None:
+            return view_t
+        return render.compose_views(render.invert_view(self.frame).expand_as(view_t), view_t)
+
+    def turn_light(self, direction: torch.Tensor) -> torch.Tensor:
+        """A light direction read or sampled in the object's frame → the canonical maps' frame (B×3)."""
+        if self.frame is None:
+            return direction
+        rot, _ = render.transform_from_view(self.frame)
+        return direction @ rot[0].T
+
+    @torch.no_grad()
+    def set_frame(self, target: Target) -> None:
+        """cfg.view_frame "input": take V's reading of `target` as the frame of the canonical maps."""
+        self.frame = None
+        if self.cfg.view_frame == "input":
+            self.frame = self.to_transform(self.predict_view(target.image[:1]))
 
     def perc(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """LPIPS(x·mask, y·mask), batch mean (§7.2: both images multiplied by the 1-channel mask)."""
@@ -124,13 +146,17 @@ class Model(nn.Module):
         """The ellipsoid fit's loss of (canonical depth, prior) for cfg.prior_frame; None = the official MSE
         in the canonical frame. "input": MSE of the depth seen in V's view of the input, where seen.
         "input_object": that on the input's object mask only, plus the MSE to the flat background
-        `prior_far` on the canonical pixels outside the object (carried over by the current depth)."""
+        `prior_far` on the canonical pixels outside the object (carried over by the current depth).
+        "input_warped": the official canonical MSE to the prior carried into the canonical frame first
+        (`warped_prior`)."""
         frame = self.cfg.prior_frame
         if frame == "canonical":
             return None
         with torch.no_grad():
             view_t = self.to_transform(self.predict_view(target.image))
             on_object = (target.mask >= self.cfg.prior_mask_threshold).float()[:, 0]
+        if frame == "input_warped":
+            return lambda depth, prior: F.mse_loss(depth, self.warped_prior(target, prior[:1], view_t).expand_as(depth))
         seen = self.seen_by_input(target, view_t)
 
         def loss(depth: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
@@ -143,6 +169,15 @@ class Model(nn.Module):
             outside = 1 - self.canonical_mask(target, depth, view_t)[:, 0]
             return fit + ((depth - self.cfg.prior_far).pow(2) * outside).sum() / outside.sum().clamp_min(1)
         return loss
+
+    @torch.no_grad()
+    def warped_prior(self, target: Target, prior: torch.Tensor, view_t: torch.Tensor) -> torch.Tensor:
+        """The input-frame prior (1×H×W) seen from the canonical frame: rasterized in the inverse of V's view of
+        the input on the object (the input's mask carried along), the flat `prior_far` elsewhere. Fitting
+        that in the canonical grid spares D the noisy gradients of a fit through the turned rasterization."""
+        canon = render.rasterize_depth(prior, render.invert_view(view_t[:1]), self.cam, self.opts)
+        on_object = self.canonical_mask(target, canon, view_t)[:, 0]
+        return canon * on_object + self.cfg.prior_far * (1 - on_object)
 
     def canonical_mask(self, target: Target, depth: torch.Tensor, view_t: torch.Tensor) -> torch.Tensor:
         """The input's object mask carried into the canonical frame with the forward warp (§3.7)."""
@@ -169,6 +204,7 @@ class Model(nn.Module):
         light = light.repeat(copies, 1)
         normal = render.normals_from_depth(depth, self.cam)
         k_a, k_d, direction = nets.light_params(light)
+        direction = self.turn_light(direction)
         canon, shading, diffuse = render.shade(albedo, normal, k_a, k_d, direction)
         view_t = self.to_transform(view)
         recon, valid, depth_view = render.render_view(canon, depth, view_t.repeat(copies, 1), self.cam, self.opts)
@@ -229,7 +265,7 @@ class Model(nn.Module):
         k_a, k_d = self.light_ab.to(self.device)
         ambient, diffuse = k_a + self.cfg.rand_light[6] * r, k_d + r
         canon, _, _ = render.shade(batch_of(cache["albedo"], n), batch_of(cache["normal"], n), ambient, diffuse,
-                                   direction)
+                                   self.turn_light(direction))
         depth = batch_of(cache["depth"], n)
         depth_view = render.rasterize_depth(depth, views, self.cam, self.opts)
         grid = render.inverse_warp_grid(depth_view, views, self.cam)
@@ -390,7 +426,7 @@ class Model(nn.Module):
         """A canonical estimate shaded by `light` (L's units) and seen in `view_t` (the renderer's view, see
         `to_transform`): (image, valid)."""
         k_a, k_d, direction = nets.light_params(light)
-        canon, _, _ = render.shade(albedo, normal, k_a, k_d, direction)
+        canon, _, _ = render.shade(albedo, normal, k_a, k_d, self.turn_light(direction))
         recon, valid, _ = render.render_view(canon, depth, view_t, self.cam, self.opts)
         return recon, valid.detach()
 

@@ -28,13 +28,19 @@ def final_outputs(model: Model, target: Target) -> dict[str, torch.Tensor]:
     model.train_only(())
     out = model.predict(target.image)
     out["canon_mask"] = model.canonical_mask(target, out["depth"], out["view_t"])
+    out["object_view_t"] = out["view_t"] if model.frame is None else model.frame
     return out
 
 
+def _rotation_and_translation(t: torch.Tensor) -> dict[str, Any]:
+    return {"rotation_deg": [round(math.degrees(float(v)), 4) for v in t[:3]], "translation": _plain(t[3:6])}
+
+
 def view_json(out: dict[str, torch.Tensor]) -> dict[str, Any]:
-    t = out["view_t"][0]
-    return {"rotation_deg": [round(math.degrees(float(v)), 4) for v in t[:3]],
-            "translation": _plain(t[3:6]), "raw": _plain(out["view"][0])}
+    """The view of the canonical maps that renders the input, and V's reading of the object's pose in the input
+    (the same unless the canonical maps are the input's own frame, config view_frame "input")."""
+    return {**_rotation_and_translation(out["view_t"][0]), "raw": _plain(out["view"][0]),
+            "object": _rotation_and_translation(out["object_view_t"][0])}
 
 
 def light_json(out: dict[str, torch.Tensor]) -> dict[str, Any]:

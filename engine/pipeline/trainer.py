@@ -167,6 +167,7 @@ class Trainer:
                   ) -> tuple[float | None, float | None]:
         """One phase; `after_step(k)` is called after the k-th optimisation step of a training phase."""
         model = self.model
+        model.set_frame(self.targets[self.current])
         model.train_only(phase.nets)
         unit = phase_cost(phase, self.cfg) / max(phase.iterations, 1)
         losses: list[float] = []

@@ -119,6 +119,13 @@ def view_from_transform(rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.stack([rx, ry, rz], dim=1), trans], dim=1)
 
 
+def invert_view(view: torch.Tensor) -> torch.Tensor:
+    """The view (B×6) that undoes ``view``: P = Rᵀ(P' − C − T) + C."""
+    rot, trans = transform_from_view(view)
+    inverse = rot.transpose(1, 2)
+    return view_from_transform(inverse, -(inverse @ trans[..., None])[..., 0])
+
+
 def compose_views(first: torch.Tensor, then: torch.Tensor) -> torch.Tensor:
     """The single view (B×6) equal to applying ``first`` and then ``then`` (both about the same centre)."""
     r1, t1 = transform_from_view(first)
