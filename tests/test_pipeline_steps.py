@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -326,26 +327,54 @@ def test_step3_trains_the_configured_nets_only():
             load_config("default", overrides=[bad])
 
 
-def test_input_frame_prior_fits_what_the_input_view_sees():
-    """With V's view of the input turned by 30° of yaw, prior_frame "input" fits D so that the input's view
-    sees the ellipsoid; "canonical" (official) fits D's own depth to it, which the turned view sees wrongly."""
+class TurnedFit(NamedTuple):
+    model: Model
+    target: Target
+    prior: torch.Tensor  # the input-frame ellipsoid, 1×H×W
+    depth: torch.Tensor  # D's canonical depth after the fit
+    seen: torch.Tensor  # that depth seen in V's view of the input
+    valid: torch.Tensor
+    view_t: torch.Tensor  # V's view of the input (renderer units)
+
+
+def fit_prior_turned(frame: str) -> TurnedFit:
+    """D after an 80-step ellipsoid fit with prior_frame `frame`, V's view of the input turned by 30° of yaw."""
     torch.manual_seed(0)
     gen = tiny_generator()
     target = make_target(gen)
     prior_depth = prior.ellipsoid(target.mask[0, 0], near=0.95)[None]
-    errors = {}
-    for frame in ("canonical", "input"):
-        cfg = dataclasses.replace(tiny_config(), prior_frame=frame, prior_fit_iters=80, prior_fit_lr=1e-3)
-        torch.manual_seed(1)
-        model = make_model(cfg, gen)
-        model.view_mean[0, 1] = 0.5  # 30° of yaw in V's units (V's own output is near 0 at init)
-        trainer = Trainer(model, [target], cfg, prior_fn=lambda t: prior_depth)
-        trainer.run_phase(trainer.phases[0])
-        with torch.no_grad():
-            depth = nets.depth_from_raw(model.nets["netD"](target.image), cfg.min_depth, cfg.max_depth)
-            seen, valid = model.seen_by_input(target)(depth)
-        errors[frame] = (float(((seen - prior_depth) ** 2 * valid).sum() / valid.sum()),
-                         float(((depth - prior_depth) ** 2).mean()))
+    cfg = dataclasses.replace(tiny_config(), prior_frame=frame, prior_fit_iters=80, prior_fit_lr=1e-3)
+    torch.manual_seed(1)
+    model = make_model(cfg, gen)
+    model.view_mean[0, 1] = 0.5  # 30° of yaw in V's units (V's own output is near 0 at init)
+    trainer = Trainer(model, [target], cfg, prior_fn=lambda t: prior_depth)
+    trainer.run_phase(trainer.phases[0])
+    with torch.no_grad():
+        depth = nets.depth_from_raw(model.nets["netD"](target.image), cfg.min_depth, cfg.max_depth)
+        seen, valid = model.seen_by_input(target)(depth)
+        view_t = model.to_transform(model.predict_view(target.image))
+    return TurnedFit(model, target, prior_depth, depth, seen, valid, view_t)
+
+
+def object_fit_error(fit: TurnedFit) -> float:
+    """MSE of the depth the input sees against the ellipsoid, on the object where the view hit the surface."""
+    on_object = fit.target.mask[:, 0] >= 0.7
+    return float(((fit.seen - fit.prior) ** 2)[(fit.valid > 0) & on_object].mean())
+
+
+def background_gap(fit: TurnedFit) -> float:
+    """Mean distance of the canonical map outside the object (the input's mask carried over) to prior_far."""
+    with torch.no_grad():
+        outside = fit.model.canonical_mask(fit.target, fit.depth, fit.view_t)[:, 0] < 0.5
+    return float((fit.depth[outside] - fit.model.cfg.prior_far).abs().mean())
+
+
+def test_input_frame_prior_fits_what_the_input_view_sees():
+    """With V's view of the input turned by 30° of yaw, prior_frame "input" fits D so that the input's view
+    sees the ellipsoid; "canonical" (official) fits D's own depth to it, which the turned view sees wrongly."""
+    fits = {frame: fit_prior_turned(frame) for frame in ("canonical", "input")}
+    errors = {frame: (float(((f.seen - f.prior) ** 2 * f.valid).sum() / f.valid.sum()),
+                      float(((f.depth - f.prior) ** 2).mean())) for frame, f in fits.items()}
     print(errors)
     assert errors["input"][0] < 0.3 * errors["canonical"][0]
     assert errors["canonical"][1] < 0.3 * errors["input"][1]
@@ -354,26 +383,8 @@ def test_input_frame_prior_fits_what_the_input_view_sees():
 def test_input_object_prior_fits_the_object_through_the_view_and_a_flat_canonical_background():
     """prior_frame "input_object" fits the object as the turned input's view sees it, like "input", but keeps
     the canonical map's background flat at prior_far instead of the input's background turned into a slope."""
-    torch.manual_seed(0)
-    gen = tiny_generator()
-    target = make_target(gen)
-    prior_depth = prior.ellipsoid(target.mask[0, 0], near=0.95)[None]
-    on_object = target.mask[:, 0] >= 0.7
-    errors = {}
-    for frame in ("input", "input_object"):
-        cfg = dataclasses.replace(tiny_config(), prior_frame=frame, prior_fit_iters=80, prior_fit_lr=1e-3)
-        torch.manual_seed(1)
-        model = make_model(cfg, gen)
-        model.view_mean[0, 1] = 0.5  # 30° of yaw
-        trainer = Trainer(model, [target], cfg, prior_fn=lambda t: prior_depth)
-        trainer.run_phase(trainer.phases[0])
-        with torch.no_grad():
-            depth = nets.depth_from_raw(model.nets["netD"](target.image), cfg.min_depth, cfg.max_depth)
-            seen, valid = model.seen_by_input(target)(depth)
-            view_t = model.to_transform(model.predict_view(target.image))
-            outside = model.canonical_mask(target, depth, view_t)[:, 0] < 0.5
-        object_error = float(((seen - prior_depth) ** 2)[(valid > 0) & on_object].mean())
-        errors[frame] = (object_error, float((depth[outside] - cfg.prior_far).abs().mean()))
+    fits = {frame: fit_prior_turned(frame) for frame in ("input", "input_object")}
+    errors = {frame: (object_fit_error(f), background_gap(f)) for frame, f in fits.items()}
     print(errors)
     assert errors["input_object"][0] < 2 * errors["input"][0] + 1e-5  # the object is fitted as well
     assert errors["input_object"][1] < 0.3 * errors["input"][1]  # and the background stays flat
@@ -384,33 +395,15 @@ def test_input_warped_prior_fits_the_object_as_the_turned_view_sees_it_in_the_ca
     and fits D to it there: the turned view then sees the ellipsoid far better than after the official
     canonical fit (if less exactly than after "input_object", which fits what it sees), and the canonical
     map outside the object is the flat prior_far."""
-    torch.manual_seed(0)
-    gen = tiny_generator()
-    target = make_target(gen)
-    prior_depth = prior.ellipsoid(target.mask[0, 0], near=0.95)[None]
-    on_object = target.mask[:, 0] >= 0.7
-    errors = {}
-    for frame in ("canonical", "input_object", "input_warped"):
-        cfg = dataclasses.replace(tiny_config(), prior_frame=frame, prior_fit_iters=80, prior_fit_lr=1e-3)
-        torch.manual_seed(1)
-        model = make_model(cfg, gen)
-        model.view_mean[0, 1] = 0.5  # 30° of yaw
-        trainer = Trainer(model, [target], cfg, prior_fn=lambda t: prior_depth)
-        trainer.run_phase(trainer.phases[0])
-        with torch.no_grad():
-            depth = nets.depth_from_raw(model.nets["netD"](target.image), cfg.min_depth, cfg.max_depth)
-            seen, valid = model.seen_by_input(target)(depth)
-            view_t = model.to_transform(model.predict_view(target.image))
-            outside = model.canonical_mask(target, depth, view_t)[:, 0] < 0.5
-            warped = model.warped_prior(target, prior_depth, view_t)
-        errors[frame] = float(((seen - prior_depth) ** 2)[(valid > 0) & on_object].mean())
-        if frame == "input_warped":
-            background = float((depth[outside] - cfg.prior_far).abs().mean())
-            fit = float((depth - warped).pow(2).mean())
+    fits = {frame: fit_prior_turned(frame) for frame in ("canonical", "input_object", "input_warped")}
+    errors = {frame: object_fit_error(f) for frame, f in fits.items()}
+    warped_fit = fits["input_warped"]
+    warped = warped_fit.model.warped_prior(warped_fit.target, warped_fit.prior, warped_fit.view_t)
+    background, fit = background_gap(warped_fit), float((warped_fit.depth - warped).pow(2).mean())
     print(errors, background, fit)
     assert errors["input_object"] < errors["input_warped"] < 0.5 * errors["canonical"]
     assert background < 0.01 and fit < 1e-4
-    assert not torch.allclose(warped, prior_depth, atol=1e-3)  # the turned view moved the ellipsoid
+    assert not torch.allclose(warped, warped_fit.prior, atol=1e-3)  # the turned view moved the ellipsoid
 
 
 def test_input_view_frame_makes_the_input_the_canonical_frame_and_keeps_views_and_lights_consistent():

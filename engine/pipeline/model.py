@@ -156,7 +156,13 @@ class Model(nn.Module):
             view_t = self.to_transform(self.predict_view(target.image))
             on_object = (target.mask >= self.cfg.prior_mask_threshold).float()[:, 0]
         if frame == "input_warped":
-            return lambda depth, prior: F.mse_loss(depth, self.warped_prior(target, prior[:1], view_t).expand_as(depth))
+            warped: list[torch.Tensor] = []  # the prior is fixed: carried into the canonical frame once
+
+            def fit_warped(depth: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+                if not warped:
+                    warped.append(self.warped_prior(target, prior[:1], view_t))
+                return F.mse_loss(depth, warped[0].expand_as(depth))
+            return fit_warped
         seen = self.seen_by_input(target, view_t)
 
         def loss(depth: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
