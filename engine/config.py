@@ -225,7 +225,7 @@ class Config:
     # every view re-expressed relative to V's (frozen) reading of the input and every light turned into the
     # input's camera frame, so the canonical maps are the input's own frame (as the official untrained V of
     # car/church gives) while the views a pretrained V reads keep the bank's pseudo samples in the category's
-    # view range. Needs V kept out of step 3.
+    # view range. Needs V kept out of step 3 and one image per run (no joint_train; `pretrain` sets "object").
     view_frame: str = "object"
     # --- weights ---
     gan_ckpt: str = "default"  # manifest name or path of the StyleGAN2 checkpoint
