@@ -3,7 +3,7 @@
     python bench/bench_supervised_labels.py [--iters 3000] [--batch 32] [--lr 1e-3] [--pool 8000]
                                             [--eval-every 500] [--n-eval 100] [--threads 1] [--out FILE.pth]
 
-Runs `supervise.train_views` (what `python -m engine train-views` runs) and scores the nets every
+Runs `supervise.train_on_labels` (what `python -m engine train-views` runs) and scores the nets every
 --eval-every iterations on --n-eval held-out seed-1 renders: "label_error" (`supervise.label_errors`:
 mean absolute yaw, pitch and canonical light direction errors in degrees, the direction's next to always
 answering L's mean; k_a, k_d) and bench_symmetric_pretrain's figures (slopes of predicted on true yaw
@@ -28,13 +28,13 @@ from engine.config import load_config
 from engine.device import tune_cpu_allocator
 from engine.evaluate import TRAINING_SEED
 from engine.pipeline.run import build_model, load_frozen
-from engine.pipeline.supervise import LABELLED, ViewTraining, label_errors, labelled_renders, net_labels, train_views
+from engine.pipeline.supervise import GROUPS, LabelTraining, label_errors, labelled_renders, train_on_labels
 from engine.progress import Progress
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = ViewTraining()
+    defaults = LabelTraining()
     parser.add_argument("--iters", type=int, default=defaults.iters)
     parser.add_argument("--batch", type=int, default=defaults.batch)
     parser.add_argument("--lr", type=float, default=defaults.lr)
@@ -49,7 +49,7 @@ def main() -> None:
     tune_cpu_allocator()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    opts = ViewTraining(args.iters, args.batch, args.lr, args.pool, args.seed)
+    opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed)
     cfg = load_config("default", overrides=['perceptual="mobilenet-v2"', 'pretrain="none"', *args.extra])
     cpu = torch.device("cpu")
     model, _ = build_model(cfg, load_frozen(cfg, cpu, Progress(json_mode=True)), cpu)
@@ -57,12 +57,11 @@ def main() -> None:
     pool = labelled_renders(cfg, TRAINING_SEED, np.arange(args.pool))
     render_s = round(time.perf_counter() - t0, 1)
     data = renders(HELD_OUT_SEED, np.arange(args.n_eval), cfg.image_size)
-    held_out = (data["image"], *net_labels(cfg, torch.from_numpy(data["view"]), torch.from_numpy(data["light"])))
+    held_out = labelled_renders(cfg, HELD_OUT_SEED, np.arange(args.n_eval))
 
     def evaluation(it: int) -> dict:
-        scores = score(model, data)  # leaves V and L (and D, A) trainable: hand them back to V and L only
-        model.train_only(LABELLED)
-        return {"iteration": it, "label_error": label_errors(model, *held_out), **scores}
+        scores = score(model, data, GROUPS["views"])  # hands training back to V and L
+        return {"iteration": it, "label_error": label_errors(model, held_out), **scores}
 
     curve = [evaluation(0)]
     print(json.dumps(curve[-1]), flush=True)
@@ -76,9 +75,9 @@ def main() -> None:
             running.clear()
             print(json.dumps(curve[-1]), flush=True)
             if args.out:
-                nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in LABELLED})
+                nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in GROUPS["views"]})
 
-    train_views(model, pool, opts, on_step)
+    train_on_labels(model, pool, opts, on_step)
     print(json.dumps({"threads": args.threads, **asdict(opts), "render_seconds": render_s,
                       "overrides": args.extra, "curve": curve}))
 

@@ -111,6 +111,7 @@ def test_toml_then_overrides(tmp_path):
     ("perceptual=vgg", "'perceptual' must be one of"),
     ("projector.nope=1", "unknown projector key 'nope'"),
     ("num_stage=3", "'flip1_cfg' needs one flag per stage"),
+    ("stage_len_dict2=[0,10,75]", "'stage_len_dict2' needs at least one step-1 iteration"),
     ("just-a-word", "not of the form key=value"),
 ])
 def test_bad_overrides_are_clear_errors(override, message):

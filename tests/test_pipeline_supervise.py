@@ -1,5 +1,6 @@
 """The supervised V/L labels follow the model's conventions, and V and L learn from them."""
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -54,23 +55,85 @@ def test_train_views_teaches_v_and_l_the_labels_and_nothing_else():
     from test_pipeline_assets import tiny_config, tiny_generator
     from test_pipeline_steps import changed_nets, make_model, snapshot
 
-    from engine.pipeline.supervise import ViewTraining, label_errors, labelled_renders, train_views
+    from engine.pipeline.supervise import LabelTraining, label_errors, labelled_renders, train_on_labels
 
     torch.manual_seed(0)
     cfg = tiny_config()
     model = make_model(cfg, tiny_generator())
     data = labelled_renders(cfg, 0, np.arange(96), chunk=40)
-    assert data[0].shape == (96, 3, 64, 64) and data[1].shape == (96, 6) and data[2].shape == (96, 4)
-    before_errors, before = label_errors(model, *data), snapshot(model)
+    assert data.images.shape == (96, 3, 64, 64) and data.views.shape == (96, 6) and data.lights.shape == (96, 4)
+    before_errors, before = label_errors(model, data), snapshot(model)
     losses = []
-    train_views(model, data, ViewTraining(iters=150, batch=16, lr=1e-3), lambda it, loss: losses.append(loss))
-    after = label_errors(model, *data)
+    train_on_labels(model, data, LabelTraining(iters=150, batch=16, lr=1e-3), lambda it, loss: losses.append(loss))
+    after = label_errors(model, data)
     print(before_errors, after)
     assert len(losses) == 150 and changed_nets(before, model) == {"netV", "netL"}
-    frontal = float(data[1][:, 1].abs().mean() * cfg.xyz_rotation_range)  # V's units × range = degrees
+    frontal = float(data.views[:, 1].abs().mean() * cfg.xyz_rotation_range)  # V's units × range = degrees
     assert abs(before_errors["yaw_deg"] - frontal) < 0.2 * frontal  # V starts near the mean (frontal) view
     assert after["yaw_deg"] < 0.5 * frontal
     assert after["light_direction_deg"] < 0.8 * after["light_direction_mean_deg"]
+
+
+def test_depth_and_albedo_labels_are_the_input_frame_maps_and_teach_d_and_a_alone():
+    """Under view_frame "input" the canonical maps of a render are its camera-frame depth and albedo: the
+    model shades and renders them (identity view) back into the image. Teaching "depth" and "albedo"
+    changes D and A only and brings both nearer their labels; the object frame is refused."""
+    from test_pipeline_assets import tiny_config, tiny_generator
+    from test_pipeline_steps import changed_nets, make_model, snapshot
+
+    from engine.errors import EngineError
+    from engine.pipeline.supervise import LabelTraining, check_groups, label_errors, labelled_renders, train_on_labels
+
+    torch.manual_seed(0)
+    cfg = tiny_config('view_frame="input"', 'step3_nets=["netD","netA"]')
+    model = make_model(cfg, tiny_generator())
+    data = labelled_renders(cfg, 0, np.arange(64), chunk=40)
+    assert ((data.depths < 1.1) == data.masks).all() and data.albedos.shape == data.images.shape
+    view_t = nets.view_to_transform(data.views, cfg.xyz_rotation_range, cfg.xy_translation_range,
+                                    cfg.z_translation_range)
+    k_a, k_d, canonical = nets.light_params(data.lights)
+    camera = torch.einsum("bij,bj->bi", render.transform_from_view(view_t)[0], canonical)
+    image, _, _ = render.shade(data.albedos, render.normals_from_depth(data.depths, model.cam), k_a, k_d, camera)
+    inside = -torch.nn.functional.max_pool2d(-data.masks[:, None].float(), 5, 1, 2) > 0.5
+    image_unturned, _, _ = render.shade(data.albedos, render.normals_from_depth(data.depths, model.cam), k_a, k_d,
+                                        canonical)
+
+    def error(shaded: torch.Tensor) -> float:
+        return float((shaded - data.images).abs().mul(inside).sum() / inside.sum() / 3)
+
+    print(f"re-shading error {error(image):.4f}, with the canonical light {error(image_unturned):.4f}")
+    assert error(image) < 0.05 and error(image) < 0.7 * error(image_unturned)
+    with pytest.raises(EngineError, match="view_frame"):
+        check_groups(tiny_config(), ("depth",))
+    with pytest.raises(EngineError, match="teach one or more"):
+        check_groups(cfg, ("shape",))
+    groups = ("depth", "albedo")
+    before_errors, before = label_errors(model, data, groups), snapshot(model)
+    train_on_labels(model, data, LabelTraining(iters=120, batch=16, lr=1e-3, teach=groups))
+    after = label_errors(model, data, groups)
+    print(before_errors, after)
+    assert changed_nets(before, model) == {"netD", "netA"} and set(after) == set(before_errors)
+    assert after["depth_mad_deg"] < 0.7 * before_errors["depth_mad_deg"]
+    assert after["depth_side_x100"] < 0.5 * before_errors["depth_side_x100"]
+    assert after["albedo_mae"] < 0.7 * before_errors["albedo_mae"]
+
+
+def test_the_depth_label_loss_is_blind_to_the_objects_scale_and_places_the_background():
+    """A uniformly scaled object (the same image and normals) with the background at `far` costs nothing;
+    an added relief or a background elsewhere costs its hand-computed squares."""
+    from engine.pipeline.supervise import depth_label_loss
+
+    truth = torch.full((1, 4, 4), 1.1)
+    masks = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masks[0, 1:3, 1:3] = True
+    truth[masks] = torch.tensor([0.95, 1.0, 1.0, 1.05])
+    scaled = torch.where(masks, truth * 0.97, torch.tensor(1.02))
+    assert float(depth_label_loss(scaled, truth, masks, far=1.02)) < 1e-12
+    bumped = scaled.clone()
+    bumped[0, 1, 1] *= math.e ** 0.02  # one object pixel's log depth up by 0.02: deviations 0.015, −0.005 ×3
+    expected = (0.015**2 + 3 * 0.005**2) / 4
+    assert float(depth_label_loss(bumped, truth, masks, 1.02)) == pytest.approx(expected, rel=1e-4)
+    assert float(depth_label_loss(scaled, truth, masks, far=1.0)) == pytest.approx(0.02**2, rel=1e-4)
 
 
 def test_train_views_command_writes_a_views_only_checkpoint_the_default_preset_loads(tmp_path, capsys):
@@ -96,6 +159,32 @@ def test_train_views_command_writes_a_views_only_checkpoint_the_default_preset_l
     assert "must be positive" in capsys.readouterr().err and not (tmp_path / "bad.pth").exists()
 
 
+def test_train_views_teaches_depth_beside_the_presets_own_views_and_lights(tmp_path, capsys):
+    """--teach depth --keep-pretrain writes D with the preset's shipped V and L, untouched: a file that can
+    replace the preset's pretrain, after which no ellipsoid is fitted. The object frame is refused."""
+    from engine.cli import main
+    from engine.pipeline.run import build_model, load_frozen
+    from engine.progress import Progress
+    from engine.weights import resolve
+
+    out = tmp_path / "dvl.pth"
+    assert main(["train-views", "--teach", "depth", "--keep-pretrain", "--iters", "2", "--pool", "8",
+                 "--batch", "4", "--n-eval", "4", "--threads", "1", "--out", str(out)]) == 0
+    assert "held-out depth SIDE" in capsys.readouterr().out
+    saved, shipped = torch.load(out, weights_only=True), torch.load(resolve("default-views-lights"), weights_only=True)
+    assert set(saved) == {"netD", "netV", "netL", "meta"} and saved["meta"]["teach"] == ("depth",)
+    for name in ("netV", "netL"):
+        assert all(torch.equal(v, shipped[name][k]) for k, v in saved[name].items())
+    cfg = load_config("default", overrides=[f'pretrain="{out}"'])
+    model, need_prior = build_model(cfg, load_frozen(cfg, torch.device("cpu"), Progress()), torch.device("cpu"))
+    assert not need_prior
+    assert all(torch.equal(v, saved["netD"][k]) for k, v in model.nets["netD"].state_dict().items())
+    bad = tmp_path / "object.pth"
+    assert main(["train-views", "--teach", "depth", "--set", 'view_frame="object"', "--iters", "1", "--out",
+                 str(bad)]) == 2
+    assert "view_frame" in capsys.readouterr().err and not bad.exists()
+
+
 def test_train_views_at_its_own_width_loads_only_into_a_preset_of_that_width(tmp_path, capsys):
     from engine.cli import main
     from engine.errors import EngineError
@@ -119,22 +208,34 @@ def test_train_views_at_its_own_width_loads_only_into_a_preset_of_that_width(tmp
     assert "view_light_width" in capsys.readouterr().err and not (tmp_path / "b.pth").exists()
 
 
-def test_the_shipped_views_lights_read_held_out_renders():
-    """The default preset loads weights/default/views-lights.pth, and its V and L read the view and light
-    of held-out renders (seed 1) far better than always answering frontal / L's mean."""
+def test_the_shipped_pretrain_reads_held_out_renders():
+    """The default preset loads weights/default/pretrain.pth: the shipped views-lights' V and L, which read
+    the view and light of held-out renders (seed 1) far better than always answering frontal / L's mean,
+    and D taught the category's depth, which no ellipsoid fit replaces and which beats the ellipsoid of
+    the true silhouette on both metrics."""
+    from engine import prior
     from engine.commands.train_views import HELD_OUT_SEED
+    from engine.metrics import depth_metrics
     from engine.pipeline.run import build_model, load_frozen
     from engine.pipeline.supervise import label_errors, labelled_renders
     from engine.progress import Progress
+    from engine.weights import resolve
 
     cpu = torch.device("cpu")
     cfg = load_config("default")
-    assert cfg.pretrain == "default-views-lights"
+    assert cfg.pretrain == "default-pretrain"
     model, need_prior = build_model(cfg, load_frozen(cfg, cpu, Progress()), cpu)
-    assert need_prior  # V and L only: the ellipsoid is fitted
-    images, views, lights = labelled_renders(cfg, HELD_OUT_SEED, np.arange(24))
-    errors = label_errors(model, images, views, lights)
-    frontal = float(torch.rad2deg(model.to_transform(views)[:, 1].abs()).mean())
-    print(errors, frontal)
+    assert not need_prior
+    views_lights = torch.load(resolve("default-views-lights"), weights_only=True)
+    for name in ("netV", "netL"):
+        assert all(torch.equal(v, views_lights[name][k]) for k, v in model.nets[name].state_dict().items())
+    data = labelled_renders(cfg, HELD_OUT_SEED, np.arange(24))
+    errors = label_errors(model, data, ("views", "depth"))
+    frontal = float(torch.rad2deg(model.to_transform(data.views)[:, 1].abs()).mean())
+    ellipsoids = torch.stack([prior.ellipsoid_for(m.float(), cfg) for m in data.masks])
+    baseline = depth_metrics(ellipsoids, data.depths, data.masks, model.cam, data.masks).summary()
+    print(errors, frontal, baseline)
     assert errors["yaw_deg"] < 0.3 * frontal and errors["pitch_deg"] < 6
     assert errors["light_direction_deg"] < 0.5 * errors["light_direction_mean_deg"]
+    assert errors["depth_mad_deg"] < 0.85 * baseline["mad_deg"]["mean"]
+    assert errors["depth_side_x100"] < 0.7 * baseline["side_x100"]["mean"]

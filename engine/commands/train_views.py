@@ -1,8 +1,9 @@
-"""`train-views`: teach V and L the default category's views and lights from its labelled renders.
+"""`train-views`: teach V and L the default category's views and lights from its labelled renders
+(and, with --teach, D and A its depth and albedo maps).
 
-Writes a gan2shape checkpoint with netV and netL only: by default the `default` preset's `pretrain`,
-weights/default/views-lights.pth, at the preset's `view_light_width` (docs/default-model.md, items 11-13).
-See engine/pipeline/supervise.py for why.
+Writes a gan2shape checkpoint with the taught nets: by default V and L into the `default` preset's
+`pretrain`, weights/default/views-lights.pth, at the preset's `view_light_width` (docs/default-model.md,
+items 11-13 and 21). See engine/pipeline/supervise.py for why.
 """
 
 from __future__ import annotations
@@ -15,24 +16,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import nets
+from .. import nets, weights
 from ..config import load_config
 from ..device import set_threads, tune_cpu_allocator
 from ..errors import EngineError
 from ..evaluate import TRAINING_SEED
 from ..pipeline.run import build_model, load_frozen
-from ..pipeline.supervise import LABELLED, ViewTraining, label_errors, labelled_renders, train_views
+from ..pipeline.supervise import (
+    GROUPS,
+    LabelTraining,
+    check_groups,
+    label_errors,
+    labelled_renders,
+    taught_nets,
+    train_on_labels,
+)
 from ..progress import Progress
-from ..weights import REPO_WEIGHTS
 
 NAME = "train-views"
-HELP = "train the view and light nets on the default category's labelled renders (netV/netL checkpoint)"
+HELP = "train the view and light nets (or D and A) on the default category's labelled renders"
 HELD_OUT_SEED = 1  # the renders the result is scored on (evaluate's default seed)
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    defaults = ViewTraining()
-    parser.add_argument("--out", type=Path, default=REPO_WEIGHTS / "default" / "views-lights.pth",
+    defaults = LabelTraining()
+    parser.add_argument("--out", type=Path, default=weights.REPO_WEIGHTS / "default" / "views-lights.pth",
                         help="checkpoint to write (default: the embedded one, weights/default/views-lights.pth)")
     parser.add_argument("--iters", type=int, default=defaults.iters, help="Adam steps")
     parser.add_argument("--batch", type=int, default=defaults.batch, help="renders per step")
@@ -40,6 +48,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", type=int, default=defaults.pool,
                         help="training renders (seed 0, the GAN's training images 0..N−1) drawn from")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the initialisation and draws")
+    parser.add_argument("--teach", nargs="+", choices=list(GROUPS), default=list(defaults.teach),
+                        help="what to teach: views (V and L), depth (D), albedo (A); depth and albedo are "
+                             "camera-frame maps, so they need a preset with view_frame=\"input\"")
+    parser.add_argument("--keep-pretrain", action="store_true",
+                        help="also write the preset's pretrained nets that are not taught (e.g. --teach depth "
+                             "beside the default preset's V and L), so the file can replace its pretrain")
     parser.add_argument("--n-eval", type=int, default=100, help="held-out renders (seed 1) scored at the end")
     parser.add_argument("--preset", default="default", help="preset whose nets and view/light means are used")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -50,28 +64,49 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    opts = ViewTraining(args.iters, args.batch, args.lr, args.pool, args.seed)
+    opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed, tuple(args.teach))
     if min(opts.iters, opts.batch, opts.pool, args.n_eval) < 1 or opts.lr <= 0:
         raise EngineError("--iters, --batch, --pool, --n-eval and --lr must be positive")
     tune_cpu_allocator()
     set_threads(args.threads)
     torch.manual_seed(opts.seed)
     progress = Progress(json_mode=args.json)
+    preset_cfg = load_config(args.preset, overrides=args.set)
     cfg = load_config(args.preset, overrides=[*args.set, "pretrain=none"])
+    check_groups(cfg, opts.teach)
     cpu = torch.device("cpu")
     model, _ = build_model(cfg, load_frozen(cfg, cpu, progress), cpu)
+    kept: list[str] = []
+    if args.keep_pretrain and preset_cfg.pretrain is not None:
+        untaught = {name: net for name, net in model.nets.items() if name not in taught_nets(opts.teach)}
+        kept = nets.load_gan2shape_checkpoint(weights.resolve(preset_cfg.pretrain), untaught, strict=False)
     progress.start(opts.pool + opts.iters, command=NAME, out=str(args.out), **asdict(opts))
     t0 = time.monotonic()
     pool = labelled_renders(cfg, TRAINING_SEED, np.arange(opts.pool))
     progress.advance(opts.pool, step="render")
-    train_views(model, pool, opts, lambda it, loss: progress.advance(1, step="train", iter=it, loss=round(loss, 5)))
-    errors = label_errors(model, *labelled_renders(cfg, HELD_OUT_SEED, np.arange(args.n_eval)))
-    nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in LABELLED},
+    train_on_labels(model, pool, opts,
+                    lambda it, loss: progress.advance(1, step="train", iter=it, loss=round(loss, 7)))
+    errors = label_errors(model, labelled_renders(cfg, HELD_OUT_SEED, np.arange(args.n_eval)), opts.teach)
+    written = [*taught_nets(opts.teach), *kept]
+    nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in written},
                                    extra={"meta": {"preset": args.preset, "set": args.set, **asdict(opts),
+                                                    "kept": {name: preset_cfg.pretrain for name in kept},
                                                     "held_out": errors}})
     seconds = round(time.monotonic() - t0, 1)
     progress.result(out=str(args.out), seconds=seconds, held_out=errors)
     if not args.json:
-        print(f"{args.out}: held-out yaw error {errors['yaw_deg']}°, pitch {errors['pitch_deg']}°, light direction "
-              f"{errors['light_direction_deg']}° (L's mean: {errors['light_direction_mean_deg']}°) ({seconds:.0f} s)")
+        print(f"{args.out}: held-out {held_out_line(errors)} ({seconds:.0f} s)")
     return 0
+
+
+def held_out_line(errors: dict[str, float]) -> str:
+    """The held-out errors of label_errors in words."""
+    parts = []
+    if "yaw_deg" in errors:
+        parts.append(f"yaw error {errors['yaw_deg']}°, pitch {errors['pitch_deg']}°, light direction "
+                     f"{errors['light_direction_deg']}° (L's mean: {errors['light_direction_mean_deg']}°)")
+    if "depth_mad_deg" in errors:
+        parts.append(f"depth SIDE x100 {errors['depth_side_x100']}, MAD {errors['depth_mad_deg']}°")
+    if "albedo_mae" in errors:
+        parts.append(f"albedo error {errors['albedo_mae']}")
+    return "; ".join(parts)

@@ -1,11 +1,13 @@
-"""Supervised pre-training of the view and light nets V and L on the default category's labelled renders.
+"""Supervised pre-training of the nets on the default category's labelled renders.
 
 Why: step 3 trains V and L on projected samples from scratch, and under the method's own objective
 L's light collapses towards frontal and V ignores the yaw (docs/default-model.md, items 8 and 10),
 so the depth net learns from mislabelled samples. The synthetic default category has the exact view
-and light of every training render, so V and L can be taught them before any image is reconstructed;
-D and A stay instance-specific as in the method. The result is a gan2shape checkpoint with netV and
-netL only, usable as a preset's `pretrain` (no netD: the ellipsoid prior is still fitted, §1.5).
+and light of every training render, so V and L can be taught them before any image is reconstructed
+(group "views"). Its depth and albedo maps can likewise teach D and A a category-level start (groups
+"depth" and "albedo", item 21) in place of the ellipsoid: the maps are in the camera frame, which is
+the canonical frame only under `view_frame = "input"`. The result is a gan2shape checkpoint with the
+taught nets, usable as a preset's `pretrain` (without netD the ellipsoid prior is still fitted, §1.5).
 """
 
 from __future__ import annotations
@@ -13,16 +15,37 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .. import nets, render
 from ..config import Config
 from ..data.synth import SynthConfig, render_images
+from ..errors import EngineError
+from ..metrics import depth_metrics
 from .model import Model
 
-LABELLED = ("netV", "netL")
+GROUPS = {"views": ("netV", "netL"), "depth": ("netD",), "albedo": ("netA",)}  # what can be taught → its nets
+CAMERA_FRAME_GROUPS = ("depth", "albedo")  # labels that are maps of the camera frame
+
+
+def taught_nets(groups: tuple[str, ...]) -> tuple[str, ...]:
+    """The nets that `groups` teach, in GROUPS order."""
+    return tuple(name for group, names in GROUPS.items() if group in groups for name in names)
+
+
+def check_groups(cfg: Config, groups: tuple[str, ...]) -> None:
+    """Refuse unknown groups, none, and map labels that would not be in the preset's canonical frame."""
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown or not groups:
+        raise EngineError(f"teach one or more of {', '.join(GROUPS)} (got {', '.join(groups) or 'nothing'})")
+    maps = [g for g in groups if g in CAMERA_FRAME_GROUPS]
+    if maps and cfg.view_frame != "input":
+        raise EngineError(f"teaching {', '.join(maps)} needs view_frame=\"input\": the labels are camera-frame "
+                          f"maps and the canonical frame of view_frame=\"{cfg.view_frame}\" is the object's")
 
 
 def net_labels(cfg: Config, view: torch.Tensor, light: torch.Tensor, min_z: float = 0.2
@@ -41,41 +64,81 @@ def net_labels(cfg: Config, view: torch.Tensor, light: torch.Tensor, min_z: floa
     return units, nets.light_units(light[:, 0], light[:, 1], direction)
 
 
-def labelled_renders(cfg: Config, seed: int, indices: np.ndarray, chunk: int = 256
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(images B×3×S×S in [−1, 1], V's labels, L's labels) of the data generator's renders, rendered
-    `chunk` at a time (the rasteriser's memory grows with the batch)."""
+class Labelled(NamedTuple):
+    """Renders and what each net should output for them."""
+
+    images: torch.Tensor  # B×3×S×S in [−1, 1]
+    views: torch.Tensor  # B×6, V's units
+    lights: torch.Tensor  # B×4, L's units
+    depths: torch.Tensor  # B×S×S camera-frame depth, background at the synthetic BACKGROUND_DEPTH
+    albedos: torch.Tensor  # B×3×S×S in [−1, 1], A's units
+    masks: torch.Tensor  # B×S×S bool, the object
+
+
+def labelled_renders(cfg: Config, seed: int, indices: np.ndarray, chunk: int = 256) -> Labelled:
+    """The data generator's renders with their labels, rendered `chunk` at a time (the rasteriser's
+    memory grows with the batch)."""
     parts = []
     for start in range(0, len(indices), chunk):
         data = render_images(SynthConfig(image_size=cfg.image_size), seed, indices[start:start + chunk])
-        images = torch.from_numpy(data["rgb"]).float().permute(0, 3, 1, 2) / 127.5 - 1
-        parts.append((images, *net_labels(cfg, torch.from_numpy(data["view"]).float(),
-                                          torch.from_numpy(data["light"]).float())))
-    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
+        images, albedos = (torch.from_numpy(data[k]).float().permute(0, 3, 1, 2) / 127.5 - 1 for k in ("rgb", "albedo"))
+        views, lights = net_labels(cfg, torch.from_numpy(data["view"]).float(), torch.from_numpy(data["light"]).float())
+        parts.append(Labelled(images, views, lights, torch.from_numpy(data["depth"]), albedos,
+                              torch.from_numpy(data["mask"]).bool()))
+    return Labelled(*(torch.cat(column) for column in zip(*parts, strict=True)))
+
+
+def depth_label_loss(depth: torch.Tensor, truth: torch.Tensor, masks: torch.Tensor, far: float) -> torch.Tensor:
+    """The object's squared SIDE (scale-invariant log depth) plus the background's MSE to `far`.
+
+    Why not the MSE to the true depth: D's depth is tanh(raw − mean raw) in [min, max], so with four fifths
+    of the frame background the true background (the synthetic 1.1 = max) forces the object's raw values to
+    saturate and flattens its relief. A uniformly scaled scene gives the same image and normals, so only
+    the object's shape up to scale is taught, and the background sits where the ellipsoid prior puts it."""
+    m = masks.to(depth.dtype)
+    count = m.sum((1, 2)).clamp_min(1)
+    delta = (depth.log() - truth.log()) * m
+    centred = (delta - (delta.sum((1, 2)) / count)[:, None, None]) * m
+    background = ((depth - far) ** 2 * (1 - m)).sum((1, 2)) / (1 - m).sum((1, 2)).clamp_min(1)
+    return (centred.square().sum((1, 2)) / count + background).mean()
+
+
+def label_loss(model: Model, data: Labelled, groups: tuple[str, ...]) -> torch.Tensor:
+    """Sum of the taught groups' MSEs. Each group has its own nets, so Adam sees each term at its own scale."""
+    loss = torch.zeros((), device=data.images.device)
+    if "views" in groups:
+        loss = loss + model.label_mse(data.images, data.views, data.lights)
+    if "depth" in groups:
+        depth = nets.depth_from_raw(model.nets["netD"](data.images), model.cfg.min_depth, model.cfg.max_depth)
+        loss = loss + depth_label_loss(depth, data.depths, data.masks, model.cfg.prior_far)
+    if "albedo" in groups:
+        loss = loss + F.mse_loss(model.nets["netA"](data.images), data.albedos)
+    return loss
 
 
 @dataclass(frozen=True)
-class ViewTraining:
-    """How V and L are taught: Adam at `lr` on batches of `batch` drawn from `pool` training renders."""
+class LabelTraining:
+    """What is taught (GROUPS) and how: Adam at `lr` on batches of `batch` drawn from `pool` training renders."""
 
     iters: int = 3000
     batch: int = 32
     lr: float = 1e-3
     pool: int = 8000
     seed: int = 0
+    teach: tuple[str, ...] = ("views",)
 
 
-def train_views(model: Model, data: tuple[torch.Tensor, torch.Tensor, torch.Tensor], opts: ViewTraining,
-                on_step: Callable[[int, float], None] | None = None) -> None:
-    """Train netV and netL of `model` on `labelled_renders` output; on_step(iteration, loss) after each step."""
-    images, views, lights = data
-    model.train_only(LABELLED)
-    params = [p for name in LABELLED for p in model.nets[name].parameters()]
+def train_on_labels(model: Model, data: Labelled, opts: LabelTraining,
+                    on_step: Callable[[int, float], None] | None = None) -> None:
+    """Train the nets of `opts.teach` on `labelled_renders` output; on_step(iteration, loss) after each step."""
+    names = taught_nets(opts.teach)
+    model.train_only(names)
+    params = [p for name in names for p in model.nets[name].parameters()]
     opt = torch.optim.Adam(params, lr=opts.lr)
     draws = torch.Generator().manual_seed(opts.seed)
     for it in range(1, opts.iters + 1):
-        pick = torch.randint(len(images), (opts.batch,), generator=draws)
-        loss = model.label_mse(images[pick], views[pick], lights[pick])
+        pick = torch.randint(len(data.images), (opts.batch,), generator=draws)
+        loss = label_loss(model, Labelled(*(column[pick] for column in data)), opts.teach)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -89,12 +152,30 @@ def angles_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.acos((a * b).sum(1).clamp(-1, 1)))
 
 
-def label_errors(model: Model, images: torch.Tensor, views: torch.Tensor, lights: torch.Tensor) -> dict[str, float]:
-    """Mean absolute errors of V and L against labels: yaw and pitch (°), the canonical light direction's
-    angle (°), next to always answering L's mean; k_a and k_d."""
+def label_errors(model: Model, data: Labelled, groups: tuple[str, ...] = ("views",)) -> dict[str, float]:
+    """How far the taught nets are from the labels. "views": mean absolute yaw and pitch errors (°), the
+    canonical light direction's angle (°) next to always answering L's mean, k_a and k_d. "depth": D's
+    depth against the true one by SIDE (×10⁻²) and MAD (°) over the object, as `evaluate` scores a
+    reconstruction. "albedo": A's mean absolute error over the object, in [0, 1] colour units."""
+    out: dict[str, float] = {}
     with torch.no_grad():
-        view, light = model.predict_view(images), model.predict_light(images)
-    rot = model.to_transform(view)[:, :2] - model.to_transform(views)[:, :2]
+        if "views" in groups:
+            out.update(view_light_errors(model, data))
+        if "depth" in groups:
+            depth = nets.depth_from_raw(model.nets["netD"](data.images), model.cfg.min_depth, model.cfg.max_depth)
+            summary = depth_metrics(depth, data.depths, data.masks, model.cam, data.masks).summary()
+            out.update(depth_side_x100=round(summary["side_x100"]["mean"], 3),
+                       depth_mad_deg=round(summary["mad_deg"]["mean"], 2))
+        if "albedo" in groups:
+            error = (model.nets["netA"](data.images) - data.albedos).abs().mean(1) / 2
+            out["albedo_mae"] = round(float(error[data.masks].mean()), 4)
+    return out
+
+
+def view_light_errors(model: Model, data: Labelled) -> dict[str, float]:
+    view, light = model.predict_view(data.images), model.predict_light(data.images)
+    rot = model.to_transform(view)[:, :2] - model.to_transform(data.views)[:, :2]
+    lights = data.lights
     directions = [nets.light_params(x)[2] for x in (light, lights, model.light_mean.expand_as(lights))]
 
     def angle(a: torch.Tensor, b: torch.Tensor) -> float:
