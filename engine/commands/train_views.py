@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(opts.seed)
     progress = Progress(json_mode=args.json)
     preset_cfg = load_config(args.preset, overrides=args.set)
-    cfg = load_config(args.preset, overrides=[*args.set, "pretrain=none"])
+    cfg = replace(preset_cfg, pretrain=None)  # the taught nets start from the official initialisation
     check_groups(cfg, opts.teach)
     cpu = torch.device("cpu")
     model, _ = build_model(cfg, load_frozen(cfg, cpu, progress), cpu)

@@ -103,13 +103,18 @@ def depth_label_loss(depth: torch.Tensor, truth: torch.Tensor, masks: torch.Tens
     return (centred.square().sum((1, 2)) / count + background).mean()
 
 
+def unclamped_depth(model: Model, images: torch.Tensor) -> torch.Tensor:
+    """D's depth without the official border clamp, which would pin the labels' border columns."""
+    return nets.depth_from_raw(model.nets["netD"](images), model.cfg.min_depth, model.cfg.max_depth)
+
+
 def label_loss(model: Model, data: Labelled, groups: tuple[str, ...]) -> torch.Tensor:
-    """Sum of the taught groups' MSEs. Each group has its own nets, so Adam sees each term at its own scale."""
+    """Sum of the taught groups' losses. Each group has its own nets, so Adam sees each term at its own scale."""
     loss = torch.zeros((), device=data.images.device)
     if "views" in groups:
         loss = loss + model.label_mse(data.images, data.views, data.lights)
     if "depth" in groups:
-        depth = nets.depth_from_raw(model.nets["netD"](data.images), model.cfg.min_depth, model.cfg.max_depth)
+        depth = unclamped_depth(model, data.images)
         loss = loss + depth_label_loss(depth, data.depths, data.masks, model.cfg.prior_far)
     if "albedo" in groups:
         loss = loss + F.mse_loss(model.nets["netA"](data.images), data.albedos)
@@ -162,7 +167,7 @@ def label_errors(model: Model, data: Labelled, groups: tuple[str, ...] = ("views
         if "views" in groups:
             out.update(view_light_errors(model, data))
         if "depth" in groups:
-            depth = nets.depth_from_raw(model.nets["netD"](data.images), model.cfg.min_depth, model.cfg.max_depth)
+            depth = unclamped_depth(model, data.images)
             summary = depth_metrics(depth, data.depths, data.masks, model.cam, data.masks).summary()
             out.update(depth_side_x100=round(summary["side_x100"]["mean"], 3),
                        depth_mad_deg=round(summary["mad_deg"]["mean"], 2))
