@@ -118,6 +118,31 @@ def test_depth_and_albedo_labels_are_the_input_frame_maps_and_teach_d_and_a_alon
     assert after["albedo_mae"] < 0.7 * before_errors["albedo_mae"]
 
 
+def test_the_cosine_schedule_lowers_the_rate_to_zero_at_the_last_step():
+    """Hand values of the half cosine, and train_on_labels using them: the last step (rate 0) moves nothing,
+    so two cosine steps leave the nets where one step at the full rate does."""
+    from test_pipeline_assets import tiny_config, tiny_generator
+    from test_pipeline_steps import make_model
+
+    from engine.pipeline.supervise import LabelTraining, labelled_renders, step_lr, train_on_labels
+
+    cosine = LabelTraining(iters=5, lr=1e-3, schedule="cosine")
+    assert [step_lr(cosine, it) for it in (1, 3, 5)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-12)
+    assert step_lr(cosine, 2) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
+    assert step_lr(replace(cosine, schedule="constant"), 5) == 1e-3
+    cfg = tiny_config()
+    data = labelled_renders(cfg, 0, np.arange(8))
+    trained = []
+    for opts in (LabelTraining(iters=2, batch=4, schedule="cosine"), LabelTraining(iters=1, batch=4)):
+        torch.manual_seed(0)
+        model = make_model(cfg, tiny_generator())
+        train_on_labels(model, data, opts)
+        trained.append(torch.cat([p.detach().flatten() for p in model.nets["netV"].parameters()]))
+    torch.manual_seed(0)
+    untrained = torch.cat([p.detach().flatten() for p in make_model(cfg, tiny_generator()).nets["netV"].parameters()])
+    assert torch.equal(trained[0], trained[1]) and not torch.equal(trained[0], untrained)
+
+
 def test_the_depth_label_loss_is_blind_to_the_objects_scale_and_places_the_background():
     """A uniformly scaled object (the same image and normals) with the background at `far` costs nothing;
     an added relief or a background elsewhere costs its hand-computed squares."""

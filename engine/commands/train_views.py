@@ -24,6 +24,7 @@ from ..evaluate import TRAINING_SEED
 from ..pipeline.run import build_model, load_frozen
 from ..pipeline.supervise import (
     GROUPS,
+    SCHEDULES,
     LabelTraining,
     check_groups,
     label_errors,
@@ -45,6 +46,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=int, default=defaults.iters, help="Adam steps")
     parser.add_argument("--batch", type=int, default=defaults.batch, help="renders per step")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    parser.add_argument("--lr-schedule", choices=SCHEDULES, default=defaults.schedule,
+                        help="constant, or cosine: lowered along a half cosine to 0 at the last step")
     parser.add_argument("--pool", type=int, default=defaults.pool,
                         help="training renders (seed 0, the GAN's training images 0..N−1) drawn from")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the initialisation and draws")
@@ -64,7 +67,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed, tuple(args.teach))
+    opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed, tuple(args.teach), args.lr_schedule)
     if min(opts.iters, opts.batch, opts.pool, args.n_eval) < 1 or opts.lr <= 0:
         raise EngineError("--iters, --batch, --pool, --n-eval and --lr must be positive")
     tune_cpu_allocator()
