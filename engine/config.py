@@ -344,7 +344,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # iterations: from this start a longer step 3 only loses SIDE (0.943 / 25.54°, 96 s per image). 0.888 /
     # 25.27° on the same images (MAD / prior 0.679, the first target met), 69 s per image.
     # Learning rate 3e-5 (official 1e-4; item 22): the steps move the taught start less and gain on it.
-    # 0.810 / 24.49° on the same images (better on 25 / 22 of 30), 68 s per image. D taught longer (14000
+    # 0.810 / 24.49° on the same images (better on 25 / 22 of 30), 68 s per image. Then D taught longer (14000
     # cosine-scheduled steps on 16000 renders instead of 3000 constant ones on 8000) and lr 1e-5, which beat
     # 3e-5 and 3e-6 from a 7000-step D on the first 10 images (item 22): 0.618 / 20.19° on the same images
     # (better than session 18's preset on all 30; MAD / prior 0.543), 72 s per image.

@@ -130,6 +130,8 @@ def test_the_cosine_schedule_lowers_the_rate_to_zero_at_the_last_step():
     assert [step_lr(cosine, it) for it in (1, 3, 5)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-12)
     assert step_lr(cosine, 2) == pytest.approx(1e-3 * (1 + math.cos(math.pi / 4)) / 2)
     assert step_lr(replace(cosine, schedule="constant"), 5) == 1e-3
+    with pytest.raises(ValueError, match="cosin"):
+        step_lr(replace(cosine, schedule="cosin"), 1)
     cfg = tiny_config()
     data = labelled_renders(cfg, 0, np.arange(8))
     trained = []
