@@ -134,14 +134,16 @@ class LabelTraining:
     teach: tuple[str, ...] = ("views",)
     schedule: str = "constant"
 
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown learning-rate schedule {self.schedule!r}; one of {', '.join(SCHEDULES)}")
+
 
 SCHEDULES = ("constant", "cosine")
 
 
 def step_lr(opts: LabelTraining, it: int) -> float:
     """The learning rate of step `it` (1..iters)."""
-    if opts.schedule not in SCHEDULES:
-        raise ValueError(f"unknown learning-rate schedule {opts.schedule!r}; one of {', '.join(SCHEDULES)}")
     if opts.schedule == "constant":
         return opts.lr
     return opts.lr * 0.5 * (1 + math.cos(math.pi * (it - 1) / max(opts.iters - 1, 1)))
