@@ -236,6 +236,46 @@ def test_train_views_at_its_own_width_loads_only_into_a_preset_of_that_width(tmp
     assert "view_light_width" in capsys.readouterr().err and not (tmp_path / "b.pth").exists()
 
 
+def test_a_stopped_train_views_resumes_where_it_stopped_and_ends_as_an_uninterrupted_run(tmp_path, capsys,
+                                                                                         monkeypatch):
+    """Ctrl-C after step 4 of 6 leaves the step-4 state (saved every 2) and no checkpoint; --resume with other
+    options is refused, with the same ones it runs steps 5 and 6 only and writes the uninterrupted run's file."""
+    import json
+
+    import engine.pipeline.supervise as supervise
+    from engine.cli import main
+    from engine.pipeline.state import state_path_for
+
+    argv = ["train-views", "--teach", "depth", "--keep-pretrain", "--iters", "6", "--pool", "8", "--batch", "4",
+            "--n-eval", "4", "--threads", "1", "--save-every", "2", "--lr-schedule", "cosine"]
+    full, out = tmp_path / "full.pth", tmp_path / "stopped.pth"
+    assert main([*argv, "--out", str(full)]) == 0
+    assert not state_path_for(full).exists()
+    real, calls = supervise.label_loss, []
+
+    def counted(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # Ctrl-C in step 5
+        return real(*args)
+
+    monkeypatch.setattr(supervise, "label_loss", counted)
+    assert main([*argv, "--out", str(out)]) == 130
+    state = state_path_for(out)
+    assert not out.exists() and torch.load(state, weights_only=True)["iter"] == 4
+    capsys.readouterr()
+    assert main([*argv, "--lr", "1e-4", "--resume", "--out", str(out)]) == 2
+    assert str(state) in capsys.readouterr().err and not out.exists()
+    calls.clear()
+    assert main([*argv, "--resume", "--json", "--out", str(out)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert next(e for e in events if e["event"] == "start")["resumed_at"] == 4 and len(calls) == 2
+    assert not state.exists()
+    a, b = torch.load(full, weights_only=True), torch.load(out, weights_only=True)
+    assert all(torch.equal(v, b["netD"][k]) for k, v in a["netD"].items())
+    assert a["meta"]["held_out"] == b["meta"]["held_out"]
+
+
 def test_the_shipped_pretrain_reads_held_out_renders():
     """The default preset loads weights/default/pretrain.pth: the shipped views-lights' V and L, which read
     the view and light of held-out renders (seed 1) far better than always answering frontal / L's mean,

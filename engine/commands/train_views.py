@@ -3,7 +3,8 @@
 
 Writes a gan2shape checkpoint with the taught nets: by default V and L into the `default` preset's
 `pretrain`, weights/default/views-lights.pth, at the preset's `view_light_width` (docs/default-model.md,
-items 11-13 and 21). See engine/pipeline/supervise.py for why.
+items 11-13 and 21). See engine/pipeline/supervise.py for why. A long run saves its state beside --out
+every --save-every steps; --resume continues it (in another session) and ends as an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..config import load_config
 from ..device import set_threads, tune_cpu_allocator
 from ..errors import EngineError
 from ..evaluate import TRAINING_SEED
+from ..pipeline import state as state_io
 from ..pipeline.run import build_model, load_frozen
 from ..pipeline.supervise import (
     GROUPS,
@@ -61,6 +63,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", help="preset whose nets and view/light means are used")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key of the preset (repeatable), e.g. view_light_width=0.25")
+    parser.add_argument("--save-every", type=int, default=500, metavar="N",
+                        help="save the training state beside --out every N steps (0: never)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the state a stopped run with the same options saved beside --out")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="JSON-lines progress on stdout")
     parser.set_defaults(func=run)
@@ -68,13 +74,16 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed, tuple(args.teach), args.lr_schedule)
-    if min(opts.iters, opts.batch, opts.pool, args.n_eval) < 1 or opts.lr <= 0:
-        raise EngineError("--iters, --batch, --pool, --n-eval and --lr must be positive")
+    if min(opts.iters, opts.batch, opts.pool, args.n_eval) < 1 or opts.lr <= 0 or args.save_every < 0:
+        raise EngineError("--iters, --batch, --pool, --n-eval and --lr must be positive, --save-every not negative")
     tune_cpu_allocator()
     set_threads(args.threads)
     torch.manual_seed(opts.seed)
     progress = Progress(json_mode=args.json)
     preset_cfg = load_config(args.preset, overrides=args.set)
+    state_path = state_io.state_path_for(args.out)
+    run_id = state_io.fingerprint(NAME, asdict(preset_cfg), asdict(opts))
+    saved = state_io.load_state(state_path, run_id) if args.resume and state_path.exists() else None
     cfg = replace(preset_cfg, pretrain=None)  # the taught nets start from the official initialisation
     check_groups(cfg, opts.teach)
     cpu = torch.device("cpu")
@@ -83,19 +92,27 @@ def run(args: argparse.Namespace) -> int:
     if args.keep_pretrain and preset_cfg.pretrain is not None:
         untaught = {name: net for name, net in model.nets.items() if name not in taught_nets(opts.teach)}
         kept = nets.load_gan2shape_checkpoint(weights.resolve(preset_cfg.pretrain), untaught, strict=False)
-    progress.start(opts.pool + opts.iters, command=NAME, out=str(args.out), **asdict(opts))
+    done, earlier_s = (saved["iter"], saved["seconds"]) if saved is not None else (0, 0.0)
+    progress.start(opts.pool + opts.iters, command=NAME, out=str(args.out), resumed_at=done, **asdict(opts))
     t0 = time.monotonic()
     pool = labelled_renders(cfg, TRAINING_SEED, np.arange(opts.pool))
-    progress.advance(opts.pool, step="render")
+    progress.advance(opts.pool + done, step="render")
+
+    def save(state: dict) -> None:
+        state_io.save_state(state_path, {**state, "fingerprint": run_id,
+                                         "seconds": earlier_s + time.monotonic() - t0})
+
     train_on_labels(model, pool, opts,
-                    lambda it, loss: progress.advance(1, step="train", iter=it, loss=round(loss, 7)))
+                    lambda it, loss: progress.advance(1, step="train", iter=it, loss=round(loss, 7)),
+                    saved=saved, save=(args.save_every, save) if args.save_every else None)
     errors = label_errors(model, labelled_renders(cfg, HELD_OUT_SEED, np.arange(args.n_eval)), opts.teach)
     written = [*taught_nets(opts.teach), *kept]
     nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in written},
                                    extra={"meta": {"preset": args.preset, "set": args.set, **asdict(opts),
                                                     "kept": {name: preset_cfg.pretrain for name in kept},
                                                     "held_out": errors}})
-    seconds = round(time.monotonic() - t0, 1)
+    state_path.unlink(missing_ok=True)
+    seconds = round(earlier_s + time.monotonic() - t0, 1)
     progress.result(out=str(args.out), seconds=seconds, held_out=errors)
     if not args.json:
         print(f"{args.out}: held-out {held_out_line(errors)} ({seconds:.0f} s)")

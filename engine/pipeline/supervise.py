@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -150,14 +150,27 @@ def step_lr(opts: LabelTraining, it: int) -> float:
 
 
 def train_on_labels(model: Model, data: Labelled, opts: LabelTraining,
-                    on_step: Callable[[int, float], None] | None = None) -> None:
-    """Train the nets of `opts.teach` on `labelled_renders` output; on_step(iteration, loss) after each step."""
+                    on_step: Callable[[int, float], None] | None = None,
+                    saved: dict[str, Any] | None = None,
+                    save: tuple[int, Callable[[dict[str, Any]], None]] | None = None) -> None:
+    """Train the nets of `opts.teach` on `labelled_renders` output; on_step(iteration, loss) after each step.
+
+    save=(every, write) hands write() the training state after every `every` steps; passing that state back
+    as `saved` continues the run exactly where it stopped (the taught nets, Adam's moments, the next draws),
+    so a long run can span sessions and still end bit-identical to an uninterrupted one."""
     names = taught_nets(opts.teach)
     model.train_only(names)
     params = [p for name in names for p in model.nets[name].parameters()]
     opt = torch.optim.Adam(params, lr=opts.lr)
     draws = torch.Generator().manual_seed(opts.seed)
-    for it in range(1, opts.iters + 1):
+    done = 0
+    if saved is not None:
+        for name in names:
+            model.nets[name].load_state_dict(saved["nets"][name])
+        opt.load_state_dict(saved["optimizer"])
+        draws.set_state(saved["draws"])
+        done = saved["iter"]
+    for it in range(done + 1, opts.iters + 1):
         for group in opt.param_groups:
             group["lr"] = step_lr(opts, it)
         pick = torch.randint(len(data.images), (opts.batch,), generator=draws)
@@ -167,6 +180,9 @@ def train_on_labels(model: Model, data: Labelled, opts: LabelTraining,
         opt.step()
         if on_step is not None:
             on_step(it, float(loss.detach()))
+        if save is not None and it % save[0] == 0 and it < opts.iters:
+            save[1]({"iter": it, "nets": {name: model.nets[name].state_dict() for name in names},
+                     "optimizer": opt.state_dict(), "draws": draws.get_state()})
     model.train_only(())
 
 
