@@ -164,6 +164,46 @@ def test_the_depth_label_loss_is_blind_to_the_objects_scale_and_places_the_backg
     assert float(depth_label_loss(scaled, truth, masks, far=1.0)) == pytest.approx(0.02**2, rel=1e-4)
 
 
+def test_the_normal_label_loss_is_one_minus_the_cosine_of_the_tilt_over_the_object_alone():
+    """A plane tilted by 20° against a fronto-parallel one costs 1 − cos 20° wherever the object is, whatever lies
+    outside it; the same plane at another scale costs nothing."""
+    from engine.pipeline.supervise import normal_label_loss
+
+    cam = render.Camera(image_size=16)
+    x = (torch.arange(16.0) - cam.cx) / cam.fx
+    tilt = math.radians(20)
+    plane = (1 / (math.sin(tilt) * x + math.cos(tilt))).expand(16, 16)[None].clone()  # n·P = 1, n = (sin, 0, cos)
+    flat = torch.ones(1, 16, 16)
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    masks[0, 4:12, 3:13] = True
+    loss = float(normal_label_loss(plane, flat, masks, cam))
+    assert loss == pytest.approx(1 - math.cos(tilt), rel=1e-4)
+    noisy = torch.where(masks, plane, torch.rand(1, 16, 16) + 0.5)
+    assert float(normal_label_loss(noisy, flat, masks, cam)) == pytest.approx(loss, rel=1e-6)
+    assert float(normal_label_loss(plane * 0.9, plane, masks, cam)) < 1e-6
+
+
+def test_the_normal_weight_changes_what_d_learns_and_nothing_else():
+    """One step with the normal term moves D elsewhere than without it; it does not touch V and L's lessons."""
+    from test_pipeline_assets import tiny_config, tiny_generator
+    from test_pipeline_steps import make_model
+    from torch.nn.utils import parameters_to_vector
+
+    from engine.pipeline.supervise import LabelTraining, labelled_renders, train_on_labels
+
+    cfg = replace(tiny_config(), view_frame="input", step3_nets=("netD", "netA"))
+    data = labelled_renders(cfg, 0, np.arange(8))
+    trained = {}
+    for teach, net in ((("depth",), "netD"), (("views",), "netV")):
+        for weight in (0.0, 1.0):
+            torch.manual_seed(0)
+            model = make_model(cfg, tiny_generator())
+            train_on_labels(model, data, LabelTraining(iters=1, batch=4, teach=teach, normal_weight=weight))
+            trained[teach, weight] = parameters_to_vector(model.nets[net].parameters())
+    assert not torch.equal(trained[("depth",), 0.0], trained[("depth",), 1.0])
+    assert torch.equal(trained[("views",), 0.0], trained[("views",), 1.0])
+
+
 def test_train_views_command_writes_a_views_only_checkpoint_the_default_preset_loads(tmp_path, capsys):
     from engine.cli import main
     from engine.nets import describe_checkpoint

@@ -50,6 +50,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, default=defaults.schedule,
                         help="constant, or cosine: lowered along a half cosine to 0 at the last step")
+    parser.add_argument("--normal-weight", type=float, default=defaults.normal_weight,
+                        help="with --teach depth: weight of a normal-angle term (1 − cos) beside the SIDE term")
     parser.add_argument("--pool", type=int, default=defaults.pool,
                         help="training renders (seed 0, the GAN's training images 0..N−1) drawn from")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the initialisation and draws")
@@ -73,9 +75,12 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed, tuple(args.teach), args.lr_schedule)
-    if min(opts.iters, opts.batch, opts.pool, args.n_eval) < 1 or opts.lr <= 0 or args.save_every < 0:
-        raise EngineError("--iters, --batch, --pool, --n-eval and --lr must be positive, --save-every not negative")
+    opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed, tuple(args.teach), args.lr_schedule,
+                         args.normal_weight)
+    if min(opts.iters, opts.batch, opts.pool, args.n_eval) < 1 or opts.lr <= 0:
+        raise EngineError("--iters, --batch, --pool, --n-eval and --lr must be positive")
+    if min(args.save_every, opts.normal_weight) < 0:
+        raise EngineError("--save-every and --normal-weight must not be negative")
     tune_cpu_allocator()
     set_threads(args.threads)
     torch.manual_seed(opts.seed)
