@@ -112,6 +112,9 @@ class Config:
     # Product: learning rate of the latent-offset encoder E (None = lr, official). Step 2 starts from
     # |Δw| ≈ 0; short CPU schedules need E to move faster than the 3D nets.
     lr_enc: float | None = None
+    # Product: learning rate of the depth net D (None = lr, official). A D taught the category's depth
+    # (`engine train-views --teach depth`) is a better start than the method's steps keep at `lr`.
+    lr_depth: float | None = None
     lam_smooth: float = 0.01
     lam_regular: float = 0.01
     # Product: weight of a step-3 term that teaches V the view each bank sample was rendered from (its
@@ -532,8 +535,9 @@ def _check(cfg: Config) -> None:
         raise bad("walk_samples", "must be at least 64 and walk_steps positive")
     if cfg.bank_label_iters < 1 or cfg.bank_label_lr <= 0:
         raise bad("bank_label_iters", "and bank_label_lr must be positive")
-    if cfg.lr_enc is not None and cfg.lr_enc <= 0:
-        raise bad("lr_enc", "must be positive (or none for lr)")
+    for key in ("lr_enc", "lr_depth"):
+        if getattr(cfg, key) is not None and getattr(cfg, key) <= 0:
+            raise bad(key, "must be positive (or none for lr)")
     if not 0 < cfg.net_width <= 4:
         raise bad("net_width", "must be in (0, 4]")
     if cfg.view_light_width is not None and not 0 < cfg.view_light_width <= 4:

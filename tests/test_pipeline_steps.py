@@ -214,11 +214,16 @@ def test_optimized_projection_fits_each_sample_and_trains_no_net(setup):
     assert [p.step for p in plan(opt_cfg, 1, True)] == ["prior", "step1", "collect", "step3"]
 
 
-def test_encoder_learning_rate_applies_to_the_encoder_only(setup):
+def test_the_encoder_and_depth_learning_rates_apply_to_their_nets_only(setup):
     cfg, model, target = setup
     trainer = Trainer(model, [target], dataclasses.replace(cfg, lr_enc=0.01))
-    rates = [opt.param_groups[0]["lr"] for opt in trainer.optimizers(("netD", "netEnc"))]
-    assert rates == [cfg.lr, 0.01]
+    rates = [opt.param_groups[0]["lr"] for opt in trainer.optimizers(("netD", "netEnc", "netA"))]
+    assert rates == [cfg.lr, 0.01, cfg.lr]
+    trainer = Trainer(model, [target], dataclasses.replace(cfg, lr_depth=0.003))
+    rates = [opt.param_groups[0]["lr"] for opt in trainer.optimizers(("netD", "netEnc", "netA"))]
+    assert rates == [0.003, cfg.lr, cfg.lr]
+    with pytest.raises(EngineError, match="lr_depth"):
+        tiny_config("lr_depth=0")
 
 
 def test_joint_collection_gives_every_image_a_bank_when_a_pass_ends_mid_collection(setup):

@@ -133,7 +133,7 @@ class Trainer:
     def optimizers(self, names: tuple[str, ...]) -> list[torch.optim.Optimizer]:
         """A fresh Adam per trained net (§1.4: coupled weight decay, new moments every phase)."""
         c = self.cfg
-        lr = {"netEnc": c.lr_enc or c.lr}
+        lr = {"netEnc": c.lr_enc or c.lr, "netD": c.lr_depth or c.lr}
         return [torch.optim.Adam(self.model.nets[n].parameters(), lr=lr.get(n, c.lr), betas=tuple(c.adam_betas),
                                  weight_decay=c.weight_decay) for n in names]
 
