@@ -1,0 +1,47 @@
+"""How a taught depth net scores on renders it was taught from and on held-out ones; prints JSON.
+
+Why: whether a longer `train-views --teach depth` run needs more steps (both errors high: the net underfits)
+or more training renders (the held-out error well above the training one). Each checkpoint is loaded as the
+`default` preset's pretrain and scored by `supervise.label_errors` (SIDE ×10⁻² and MAD ° over the object) on
+the first --n renders of the training seed (0, inside every --pool) and of the held-out seed (1).
+
+    .venv/bin/python bench/bench_depth_fit.py weights/default/pretrain.pth other.pth [--n 200] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from engine.commands.train_views import HELD_OUT_SEED
+from engine.config import load_config
+from engine.evaluate import TRAINING_SEED
+from engine.pipeline.run import build_model, load_frozen
+from engine.pipeline.supervise import label_errors, labelled_renders
+from engine.progress import Progress
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoints", nargs="+", help="gan2shape checkpoints with a netD (train-views --teach depth)")
+    parser.add_argument("--n", type=int, default=200, help="renders per seed")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    rows = []
+    for path in args.checkpoints:
+        cfg = load_config("default", overrides=[f'pretrain="{path}"'])
+        model, _ = build_model(cfg, load_frozen(cfg, cpu, Progress()), cpu)
+        scores = {name: label_errors(model, labelled_renders(cfg, seed, np.arange(args.n)), ("depth",))
+                  for name, seed in (("training", TRAINING_SEED), ("held_out", HELD_OUT_SEED))}
+        gap = scores["held_out"]["depth_mad_deg"] - scores["training"]["depth_mad_deg"]
+        rows.append({"checkpoint": path, "renders": args.n, **scores, "gap_mad_deg": round(gap, 2)})
+    print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
