@@ -112,8 +112,8 @@ class Config:
     # Product: learning rate of the latent-offset encoder E (None = lr, official). Step 2 starts from
     # |Δw| ≈ 0; short CPU schedules need E to move faster than the 3D nets.
     lr_enc: float | None = None
-    # Product: learning rate of the depth net D (None = lr, official). A D taught the category's depth
-    # (`engine train-views --teach depth`) is a better start than the method's steps keep at `lr`.
+    # Product: learning rate of the depth net D (None = lr, official). From a D taught the category's depth
+    # (`engine train-views --teach depth`) the steps at `lr` move the depth without improving it (item 22).
     lr_depth: float | None = None
     lam_smooth: float = 0.01
     lam_regular: float = 0.01
