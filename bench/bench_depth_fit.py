@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -32,12 +33,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
+    base = load_config("default")
+    frozen = load_frozen(base, cpu, Progress())  # the GAN and the fixed nets: the same for every checkpoint
+    renders = {name: labelled_renders(base, seed, np.arange(args.n))
+               for name, seed in (("training", TRAINING_SEED), ("held_out", HELD_OUT_SEED))}
     rows = []
     for path in args.checkpoints:
-        cfg = load_config("default", overrides=[f'pretrain="{path}"'])
-        model, _ = build_model(cfg, load_frozen(cfg, cpu, Progress()), cpu)
-        scores = {name: label_errors(model, labelled_renders(cfg, seed, np.arange(args.n)), ("depth",))
-                  for name, seed in (("training", TRAINING_SEED), ("held_out", HELD_OUT_SEED))}
+        model, _ = build_model(replace(base, pretrain=path), frozen, cpu)
+        scores = {name: label_errors(model, data, ("depth",)) for name, data in renders.items()}
         gap = scores["held_out"]["depth_mad_deg"] - scores["training"]["depth_mad_deg"]
         rows.append({"checkpoint": path, "renders": args.n, **scores, "gap_mad_deg": round(gap, 2)})
     print(json.dumps(rows, indent=2))
