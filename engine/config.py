@@ -249,6 +249,7 @@ class Config:
     mask_fallback: str = "grabcut"  # when neither --mask nor an alpha channel is given
     net_width: float = 1.0  # width factor of D, A, V, L, E (1.0 = official sizes)
     view_light_width: float | None = None  # width factor of V and L alone (None = net_width)
+    depth_skips: bool = False  # D's encoder levels added to its decoder's (nets.EDDeconv); official: none
     max_input_side: int = 4096  # larger inputs are downscaled on load, with a warning
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
 

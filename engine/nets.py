@@ -2,10 +2,10 @@
 
 Public API:
 
-    EDDeconv(cin, cout, size, width=1.0, tanh=False)       depth net D (cout=1) / albedo net A (cout=3, tanh)
+    EDDeconv(cin, cout, size, width=1.0, tanh=False, skips=False)   depth net D (cout=1) / albedo net A (cout=3, tanh)
     Encoder(cin, cout, size, width=1.0)                    view net V (cout=6) / light net L (cout=4), tanh
     ResEncoder(cin, cout, size, width=1.0)                 latent-offset encoder E (cout=512)
-    build_nets(image_size, width=1.0, latent_dim=512, view_light_width=None) -> dict[str, nn.Module]
+    build_nets(image_size, width=1.0, latent_dim=512, view_light_width=None, depth_skips=False)
         {"netD", "netA", "netV", "netL", "netEnc"}; width 1.0 gives the official sizes and state-dict names
         (`network.<index>.*` of one nn.Sequential), so official *_pretrain.pth files load.
     load_gan2shape_checkpoint(path, nets, strict=True) -> list[str]   loads the nets present in the file
@@ -75,26 +75,37 @@ def _gn(channels: int) -> nn.GroupNorm:
 
 
 class EDDeconv(nn.Module):
-    """Encoder-decoder of D and A (spec §2.1); indices of the Sequential match the official file."""
+    """Encoder-decoder of D and A (spec §2.1); indices of the Sequential match the official file.
 
-    def __init__(self, cin: int, cout: int, size: int, width: float = 1.0, tanh: bool = False):
+    skips=True (not official) adds each encoder level's features, through a 1×1 conv, to the decoder's
+    output at the same resolution. Why: the official net squeezes the image through a 1×1 code, so a
+    depth map's detail must be regenerated from it; the skips hand it over. The 1×1 convs start at zero,
+    so a skip net is exactly the plain one until trained, and a plain checkpoint loads into it."""
+
+    def __init__(self, cin: int, cout: int, size: int, width: float = 1.0, tanh: bool = False,
+                 skips: bool = False):
         nf, extra = _nf(size, width), _extra_blocks(size)
         top = nf * 8 * 2**extra  # 512 at width 1 for every size
         zdim = top // 2
         layers: list[nn.Module] = []
         ch = [nf, nf * 2, nf * 4] + [nf * 8 * 2**i for i in range(extra)]
+        taps: list[int] = []  # indices of the encoder levels' outputs, then of the decoder's, finest first
         prev = cin
         for c in ch:  # down-sampling convs with GN + LeakyReLU
             layers += [nn.Conv2d(prev, c, 4, 2, 1, bias=False), _gn(c), nn.LeakyReLU(0.2, inplace=True)]
+            taps.append(len(layers) - 1)
             prev = c
-        layers += [nn.Conv2d(prev, top, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-                   nn.Conv2d(top, zdim, 4, 1, 0, bias=False), nn.ReLU(inplace=True),
+        layers += [nn.Conv2d(prev, top, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        taps.append(len(layers) - 1)
+        layers += [nn.Conv2d(top, zdim, 4, 1, 0, bias=False), nn.ReLU(inplace=True),
                    nn.ConvTranspose2d(zdim, top, 4, 1, 0, bias=False), nn.ReLU(inplace=True),
                    nn.Conv2d(top, top, 3, 1, 1, bias=False), nn.ReLU(inplace=True)]
+        ups = [len(layers) - 1]
         prev = top
         for c in reversed(ch):  # up-sampling blocks
             layers += [nn.ConvTranspose2d(prev, c, 4, 2, 1, bias=False), _gn(c), nn.ReLU(inplace=True),
                        nn.Conv2d(c, c, 3, 1, 1, bias=False), _gn(c), nn.ReLU(inplace=True)]
+            ups.append(len(layers) - 1)
             prev = c
         layers += [nn.Upsample(scale_factor=2, mode="nearest"),
                    nn.Conv2d(nf, nf, 3, 1, 1, bias=False), _gn(nf), nn.ReLU(inplace=True),
@@ -104,9 +115,27 @@ class EDDeconv(nn.Module):
             layers.append(nn.Tanh())
         super().__init__()
         self.network = nn.Sequential(*layers)
+        self.skips: nn.ModuleList | None = None
+        if skips:
+            self.skips = nn.ModuleList(nn.Conv2d(c, c, 1, bias=False) for c in [top, *reversed(ch)])
+            for conv in self.skips:
+                nn.init.zeros_(conv.weight)
+            # decoder output index -> (encoder output index, skip conv) at the same resolution
+            self._pairs = dict(zip(ups, zip(reversed(taps), range(len(ups)), strict=True), strict=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+        if self.skips is None:
+            return self.network(x)
+        wanted = {enc for enc, _ in self._pairs.values()}
+        kept: dict[int, torch.Tensor] = {}
+        for i, layer in enumerate(self.network):
+            x = layer(x)
+            if i in wanted:
+                kept[i] = x
+            elif i in self._pairs:
+                enc, k = self._pairs[i]
+                x = x + self.skips[k](kept.pop(enc))
+        return x
 
 
 class Encoder(nn.Module):
@@ -166,12 +195,13 @@ class ResEncoder(nn.Module):
 
 
 def build_nets(image_size: int, width: float = 1.0, latent_dim: int = 512,
-               view_light_width: float | None = None) -> dict[str, nn.Module]:
+               view_light_width: float | None = None, depth_skips: bool = False) -> dict[str, nn.Module]:
     """The five networks at PyTorch's default init (the official init, §2); V and L at `view_light_width`
-    when given (a V/L file taught once for a category need not be as wide as the per-image D and A)."""
+    when given (a V/L file taught once for a category need not be as wide as the per-image D and A);
+    D with the encoder-to-decoder skips of EDDeconv when `depth_skips`."""
     vl = width if view_light_width is None else view_light_width
     return {
-        "netD": EDDeconv(3, 1, image_size, width),
+        "netD": EDDeconv(3, 1, image_size, width, skips=depth_skips),
         "netA": EDDeconv(3, 3, image_size, width, tanh=True),
         "netV": Encoder(3, 6, image_size, vl),
         "netL": Encoder(3, 4, image_size, vl),
@@ -296,18 +326,26 @@ def resolve_mvn(name_or_path: str | None, kind: str) -> Mvn:
 # Checkpoints
 
 
+def _has_skips(state: Mapping[str, Any]) -> bool:
+    """Whether a netD/netA state dict holds EDDeconv's skips."""
+    return any(str(k).startswith("skips.") for k in state)
+
+
 def _check_state(name: str, state: Any, net: nn.Module, path: str | Path) -> None:
     if not isinstance(state, Mapping):
         raise EngineError(f"entry '{name}' is not a state dict", path)
     want = net.state_dict()
-    missing = sorted(set(want) - set(state))
+    # a plain D's file loads into a skip D, whose skips are then zeroed: the same function
+    plain = not _has_skips(state)
+    missing = sorted(k for k in set(want) - set(state) if not (plain and k.startswith("skips.")))
     unexpected = sorted(set(state) - set(want))
     if missing or unexpected:
-        raise EngineError(f"'{name}' does not match this network (image size / width?): "
+        skips = " / depth_skips" if _has_skips(dict.fromkeys(unexpected)) else ""
+        raise EngineError(f"'{name}' does not match this network (image size / width{skips}?): "
                           f"{len(missing)} missing keys (e.g. {missing[:2]}), "
                           f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})", path)
     for key, tensor in want.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
+        if key in state and tuple(state[key].shape) != tuple(tensor.shape):
             raise EngineError(f"'{name}.{key}' has shape {tuple(state[key].shape)}, "
                               f"expected {tuple(tensor.shape)} (image size / width mismatch?)", path)
 
@@ -327,7 +365,11 @@ def load_gan2shape_checkpoint(path: str | Path, nets: Mapping[str, nn.Module], s
     for name in present:
         _check_state(name, data[name], nets[name], path)
     for name in present:
-        nets[name].load_state_dict(data[name])
+        net = nets[name]
+        net.load_state_dict(data[name], strict=False)  # _check_state allowed only absent skips
+        if getattr(net, "skips", None) is not None and not _has_skips(data[name]):
+            for conv in net.skips:
+                nn.init.zeros_(conv.weight)
     return present
 
 
@@ -343,7 +385,7 @@ def save_gan2shape_checkpoint(path: str | Path, nets: Mapping[str, nn.Module],
 def _infer_size(state: Mapping[str, torch.Tensor], encoder: bool = False) -> tuple[int, float]:
     """(image size, width) of a netD/netA state dict (or, with `encoder`, a netV/netL one), from its first
     conv width and its depth."""
-    convs = [k for k, v in state.items() if k.endswith(".weight") and v.dim() == 4]
+    convs = [k for k, v in state.items() if k.startswith("network.") and k.endswith(".weight") and v.dim() == 4]
     nf = state["network.0.weight"].shape[0]
     base, per_extra = (6, 1) if encoder else (16, 3)  # 4-D weights (convs, conv-transposes) at 64², per doubling
     for size in (64, 128, 256):
@@ -363,10 +405,11 @@ def describe_checkpoint(path: str | Path) -> str:
         size, width = _infer_size(data[probe], encoder=probe in ("netV", "netL"))
     except (ValueError, KeyError, AttributeError) as exc:
         raise EngineError(f"{probe} layout not recognised", path) from exc
-    nets = build_nets(size, width)
+    skips = _has_skips(data.get("netD", {}))
+    nets = build_nets(size, width, depth_skips=skips)
     names = load_gan2shape_checkpoint(path, nets)
     w = "" if abs(width - 1) < 1e-6 else f", width {width:g}"
-    return f"gan2shape, {size}², {'/'.join(names)}{w}"
+    return f"gan2shape, {size}², {'/'.join(names)}{w}{', D with skips' if skips else ''}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -168,6 +168,32 @@ def test_checkpoint_round_trip_and_strict_checks(tmp_path):
         describe_checkpoint(tmp_path / "junk.pth")
 
 
+@pytest.mark.parametrize("size", [64, 128])
+def test_depth_skips_start_as_the_plain_net_and_load_both_ways(size, tmp_path):
+    torch.manual_seed(0)
+    plain, skip = build_nets(size, width=0.25)["netD"], build_nets(size, width=0.25, depth_skips=True)["netD"]
+    assert len(skip.skips) == 5 - (size == 64) and _count(skip) > _count(plain)
+    save_gan2shape_checkpoint(tmp_path / "plain.pth", {"netD": plain})
+    for conv in skip.skips:  # trained skips are zeroed again when a plain file is loaded
+        nn.init.normal_(conv.weight)
+    x = torch.randn(2, 3, size, size)
+    assert not torch.allclose(skip(x), plain(x), atol=1e-3)
+    assert load_gan2shape_checkpoint(tmp_path / "plain.pth", {"netD": skip}) == ["netD"]
+    assert torch.equal(skip(x), plain(x))
+    # each skip reaches the output: one step on a loss moves every skip conv off zero
+    skip(x).square().mean().backward()
+    assert all(conv.weight.grad.abs().sum() > 0 for conv in skip.skips)
+    for conv in skip.skips:
+        nn.init.normal_(conv.weight, std=0.1)
+    save_gan2shape_checkpoint(tmp_path / "skip.pth", {"netD": skip})
+    assert describe_checkpoint(tmp_path / "skip.pth") == f"gan2shape, {size}², netD, width 0.25, D with skips"
+    again = build_nets(size, width=0.25, depth_skips=True)["netD"]
+    load_gan2shape_checkpoint(tmp_path / "skip.pth", {"netD": again})
+    assert torch.equal(again(x), skip(x))
+    with pytest.raises(EngineError, match="depth_skips"):
+        load_gan2shape_checkpoint(tmp_path / "skip.pth", {"netD": plain})
+
+
 def test_info_validator_is_registered(tmp_path):
     path = tmp_path / "celeba_pretrain.pth"
     save_gan2shape_checkpoint(path, build_nets(128, width=0.125))

@@ -55,7 +55,7 @@ class Model(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.nets = nn.ModuleDict(nets.build_nets(cfg.image_size, cfg.net_width, generator.latent_dim,
-                                                     cfg.view_light_width))
+                                                     cfg.view_light_width, cfg.depth_skips))
         self.generator = generator
         self.perceptual = perceptual
         self.register_buffer("view_mean", view_mean.float().reshape(1, 6))
