@@ -250,6 +250,7 @@ class Config:
     net_width: float = 1.0  # width factor of D, A, V, L, E (1.0 = official sizes)
     view_light_width: float | None = None  # width factor of V and L alone (None = net_width)
     depth_skips: bool = False  # D's encoder levels added to its decoder's (nets.EDDeconv); official: none
+    depth_mirror_average: bool = False  # result's depth: mean with D's mirrored reading of the mirrored input
     max_input_side: int = 4096  # larger inputs are downscaled on load, with a warning
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
 

@@ -12,7 +12,8 @@ from engine import losses, nets, prior, render
 from engine.config import NET_NAMES, load_config
 from engine.errors import EngineError
 from engine.pipeline.bank import Bank
-from engine.pipeline.model import Model, Target
+from engine.pipeline.model import Model, Target, mirror
+from engine.pipeline.result import final_outputs
 from engine.pipeline.trainer import ITER_COST, Trainer, phase_cost, plan, preview_stage_after
 
 
@@ -320,6 +321,25 @@ def test_a_batch_with_flip_decomposes_each_image_as_if_alone(setup):
                           ("view_t", [i])):
             torch.testing.assert_close(batch[key][rows], alone[i][key], atol=1e-5, rtol=1e-4, msg=key)
     assert not torch.allclose(batch["recon"][0], batch["recon"][1])  # different images
+
+
+def test_mirror_averaged_depth_mirrors_with_its_input_and_the_result_uses_it_when_configured(setup):
+    """D alone does not commute with a mirror; the averaged depth does, and final_outputs uses it only when
+    depth_mirror_average is set."""
+    cfg, model, target = setup
+    image = target.image
+    with torch.no_grad():
+        plain, mirrored = model.predict_depth(image), model.predict_depth(mirror(image))
+        assert (plain - mirror(mirrored)).abs().max() > 1e-3
+        average = model.predict_depth(image, mirror_average=True)
+        torch.testing.assert_close(model.predict_depth(mirror(image), mirror_average=True), mirror(average))
+        assert not torch.allclose(average, plain)
+        try:
+            for flag, want in ((False, plain), (True, average)):
+                model.cfg = dataclasses.replace(cfg, depth_mirror_average=flag)
+                torch.testing.assert_close(final_outputs(model, target)["depth"], want)
+        finally:
+            model.cfg = cfg
 
 
 def test_step3_trains_the_configured_nets_only():

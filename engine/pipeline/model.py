@@ -84,9 +84,14 @@ class Model(nn.Module):
     def device(self) -> torch.device:
         return self.view_mean.device
 
-    def predict_depth(self, image: torch.Tensor) -> torch.Tensor:
-        """Canonical depth with the official border clamp (§2.5)."""
+    def predict_depth(self, image: torch.Tensor, mirror_average: bool = False) -> torch.Tensor:
+        """Canonical depth with the official border clamp (§2.5); with `mirror_average`, the mean of D's depth
+        and the mirror of D's depth of the mirrored image (a mirrored object is as likely, so D's errors on
+        the two partly cancel)."""
         depth = nets.depth_from_raw(self.nets["netD"](image), self.cfg.min_depth, self.cfg.max_depth)
+        if mirror_average:
+            mirrored = nets.depth_from_raw(self.nets["netD"](mirror(image)), self.cfg.min_depth, self.cfg.max_depth)
+            depth = (depth + mirror(mirrored)) / 2
         return nets.clamp_border(depth, self.cfg.border_depth, self.cfg.border_clamp_factor)
 
     def predict_view(self, images: torch.Tensor) -> torch.Tensor:
@@ -193,13 +198,14 @@ class Model(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     # step 1 (also the input term of step 3)
-    def predict(self, image: torch.Tensor, flip: bool = False) -> dict[str, torch.Tensor]:
+    def predict(self, image: torch.Tensor, flip: bool = False, mirror_average: bool = False
+                ) -> dict[str, torch.Tensor]:
         """The photo-geometric decomposition of a batch of B images and its re-rendering (§1.1, §2.5).
 
         flip appends the mirrored depths and albedos (batch 2B, each image's light and view repeated); the
-        validity is then where both renderings of an image are valid (B×H×W).
+        validity is then where both renderings of an image are valid (B×H×W). mirror_average: predict_depth's.
         """
-        depth = self.predict_depth(image)
+        depth = self.predict_depth(image, mirror_average)
         albedo = self.nets["netA"](image)
         view = self.predict_view(image)
         light = self.predict_light(image)
