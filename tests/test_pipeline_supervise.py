@@ -319,8 +319,8 @@ def test_a_stopped_train_views_resumes_where_it_stopped_and_ends_as_an_uninterru
 def test_the_shipped_pretrain_reads_held_out_renders():
     """The default preset loads weights/default/pretrain.pth: the shipped views-lights' V and L, which read
     the view and light of held-out renders (seed 1) far better than always answering frontal / L's mean,
-    and D taught the category's depth, which no ellipsoid fit replaces and which beats the ellipsoid of
-    the true silhouette on both metrics."""
+    and D (with skips) taught the category's depth, which no ellipsoid fit replaces and which beats the
+    ellipsoid of the true silhouette on both metrics."""
     from engine import prior
     from engine.commands.train_views import HELD_OUT_SEED
     from engine.metrics import depth_metrics
@@ -334,6 +334,8 @@ def test_the_shipped_pretrain_reads_held_out_renders():
     assert cfg.pretrain == "default-pretrain"
     model, need_prior = build_model(cfg, load_frozen(cfg, cpu, Progress()), cpu)
     assert not need_prior
+    skips = model.nets["netD"].skips  # the preset's skip D, taught with its skips (a plain file leaves them 0)
+    assert cfg.depth_skips and all(conv.weight.abs().sum() > 0 for conv in skips)
     views_lights = torch.load(resolve("default-views-lights"), weights_only=True)
     for name in ("netV", "netL"):
         assert all(torch.equal(v, views_lights[name][k]) for k, v in model.nets[name].state_dict().items())
@@ -345,5 +347,5 @@ def test_the_shipped_pretrain_reads_held_out_renders():
     print(errors, frontal, baseline)
     assert errors["yaw_deg"] < 0.3 * frontal and errors["pitch_deg"] < 6
     assert errors["light_direction_deg"] < 0.5 * errors["light_direction_mean_deg"]
-    assert errors["depth_mad_deg"] < 0.5 * baseline["mad_deg"]["mean"]
+    assert errors["depth_mad_deg"] < 0.36 * baseline["mad_deg"]["mean"]  # session 20's plain D: 0.38
     assert errors["depth_side_x100"] < 0.5 * baseline["side_x100"]["mean"]
