@@ -34,9 +34,11 @@ LIGHT_SCALE = 0.5  # light direction (x, y) = LIGHT_SCALE · (z[2], z[3])
 PIXEL_CENTRES = render.RasterOptions(supersample=False, half_pixel=False)
 # The method's own parts on top of the `default` preset, for runs on this generator: its V, L and ellipsoid
 # in the canonical frame (not the taught V/L, input-frame prior and pose term the preset adds for the
-# trained GAN) and the official weight decay (the preset has none: docs/default-model.md item 15).
+# trained GAN), the official weight decay (the preset has none: docs/default-model.md item 15) and the
+# official D and result depth (not the preset's skips and mirror average, item 24).
 METHOD_OWN = ("pretrain=none", "view_light_width=none", 'prior_frame="canonical"', 'view_frame="object"',
-              'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0", "weight_decay=5e-4")
+              'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0", "weight_decay=5e-4",
+              "depth_skips=false", "depth_mirror_average=false")
 
 
 class KnownShapeRenderer(nn.Module):
