@@ -38,7 +38,7 @@ engineering choice, not estimated from data:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,15 +122,15 @@ class EDDeconv(nn.Module):
                 nn.init.zeros_(conv.weight)
             # decoder output index -> (encoder output index, skip conv) at the same resolution
             self._pairs = dict(zip(ups, zip(reversed(taps), range(len(ups)), strict=True), strict=True))
+            self._taps = set(taps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.skips is None:
             return self.network(x)
-        wanted = {enc for enc, _ in self._pairs.values()}
         kept: dict[int, torch.Tensor] = {}
         for i, layer in enumerate(self.network):
             x = layer(x)
-            if i in wanted:
+            if i in self._taps:
                 kept[i] = x
             elif i in self._pairs:
                 enc, k = self._pairs[i]
@@ -326,9 +326,9 @@ def resolve_mvn(name_or_path: str | None, kind: str) -> Mvn:
 # Checkpoints
 
 
-def _has_skips(state: Mapping[str, Any]) -> bool:
-    """Whether a netD/netA state dict holds EDDeconv's skips."""
-    return any(str(k).startswith("skips.") for k in state)
+def _has_skips(keys: Iterable[Any]) -> bool:
+    """Whether a netD/netA state dict (or its keys) holds EDDeconv's skips."""
+    return any(str(k).startswith("skips.") for k in keys)
 
 
 def _check_state(name: str, state: Any, net: nn.Module, path: str | Path) -> None:
@@ -340,7 +340,7 @@ def _check_state(name: str, state: Any, net: nn.Module, path: str | Path) -> Non
     missing = sorted(k for k in set(want) - set(state) if not (plain and k.startswith("skips.")))
     unexpected = sorted(set(state) - set(want))
     if missing or unexpected:
-        skips = " / depth_skips" if _has_skips(dict.fromkeys(unexpected)) else ""
+        skips = " / depth_skips" if _has_skips(unexpected) else ""
         raise EngineError(f"'{name}' does not match this network (image size / width{skips}?): "
                           f"{len(missing)} missing keys (e.g. {missing[:2]}), "
                           f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})", path)

@@ -88,10 +88,11 @@ class Model(nn.Module):
         """Canonical depth with the official border clamp (§2.5); with `mirror_average`, the mean of D's depth
         and the mirror of D's depth of the mirrored image (a mirrored object is as likely, so D's errors on
         the two partly cancel)."""
-        depth = nets.depth_from_raw(self.nets["netD"](image), self.cfg.min_depth, self.cfg.max_depth)
+        both = torch.cat([image, mirror(image)]) if mirror_average else image  # D's norms are per image
+        depth = nets.depth_from_raw(self.nets["netD"](both), self.cfg.min_depth, self.cfg.max_depth)
         if mirror_average:
-            mirrored = nets.depth_from_raw(self.nets["netD"](mirror(image)), self.cfg.min_depth, self.cfg.max_depth)
-            depth = (depth + mirror(mirrored)) / 2
+            plain, mirrored = depth.chunk(2)
+            depth = (plain + mirror(mirrored)) / 2
         return nets.clamp_border(depth, self.cfg.border_depth, self.cfg.border_clamp_factor)
 
     def predict_view(self, images: torch.Tensor) -> torch.Tensor:
