@@ -1,0 +1,61 @@
+"""Where a reconstruction's depth error lies on the object, per finished `engine evaluate` folder; prints JSON.
+
+Why: a depth net wrong at the silhouette wants sharper edges, one wrong everywhere a better shape. For each
+folder, from each bundle's `depth_view.npy` and the folder's `test/depth/<name>.npy` over the scored mask (the
+eroded object and prediction, as `engine.metrics.depth_metrics`): the share of the scored pixels and of the
+squared SIDE in bands of distance (px) from the true silhouette, the mean SIDE (×10⁻²), and the mean SIDE left
+after a per-image affine fit of the predicted log depth to the true one (what a wrong relief scale costs).
+
+    .venv/bin/python bench/bench_depth_error_layout.py out/evaluate-default-seed1 [other-run/ ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.ndimage import distance_transform_edt
+
+from engine.config import load_config
+from engine.evaluate import hit
+from engine.metrics import erode, gt_mask
+
+BANDS = ((0, 2), (2, 3), (3, 5), (5, 8), (8, 1000))
+
+
+def layout(folder: Path) -> dict:
+    cfg = load_config("default")
+    shares = np.zeros((len(BANDS), 2))
+    sides, affine = [], []
+    for bundle in sorted((folder / "bundles").iterdir()):
+        gt = np.load(folder / "test" / "depth" / f"{bundle.name}.npy")
+        pred = np.load(bundle / "depth_view.npy")
+        truth, valid = torch.from_numpy(gt)[None], torch.from_numpy(hit(pred, cfg))[None]
+        mask = (erode(gt_mask(truth)) & erode(valid))[0].numpy()
+        x, y = np.log(pred[mask]), np.log(gt[mask])
+        residual = (x - y) - (x - y).mean()
+        sides.append(np.sqrt((residual**2).mean()))
+        fit = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)[0]
+        affine.append(np.sqrt(((y - fit[0] * x - fit[1]) ** 2).mean()))
+        distance = distance_transform_edt(gt_mask(truth)[0].numpy())[mask]
+        for i, (lo, hi) in enumerate(BANDS):
+            band = (distance > lo) & (distance <= hi)
+            shares[i] += band.mean(), (residual[band] ** 2).sum() / (residual**2).sum()
+    shares /= len(sides)
+    return {"folder": str(folder), "images": len(sides), "side_x100": round(100 * float(np.mean(sides)), 3),
+            "affine_fit_side_x100": round(100 * float(np.mean(affine)), 3),
+            "bands_px": [{"distance": f"{lo}-{hi}", "pixel_share": round(float(p), 3), "squared_side_share":
+                          round(float(e), 3)} for (lo, hi), (p, e) in zip(BANDS, shares, strict=True)]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="engine evaluate output folders")
+    print(json.dumps([layout(folder) for folder in parser.parse_args().folders], indent=2))
+
+
+if __name__ == "__main__":
+    main()
