@@ -204,6 +204,43 @@ def test_the_normal_weight_changes_what_d_learns_and_nothing_else():
     assert torch.equal(trained[("views",), 0.0], trained[("views",), 1.0])
 
 
+def test_a_mirrored_render_is_the_mirrored_objects_render_and_flip_mirrors_only_some(tmp_path, capsys):
+    """mirror_some mirrors the chosen renders' image, depth, albedo and mask and nothing else; the mirrored
+    depth's normals are the mirror of the true normals with x negated (the principal point is the centre),
+    so a mirrored render is a valid lesson. Teaching with --flip moves D elsewhere than without it, and
+    --flip is refused where views would be taught, before anything is rendered."""
+    from test_pipeline_assets import tiny_config, tiny_generator
+    from test_pipeline_steps import make_model
+    from torch.nn.utils import parameters_to_vector
+
+    from engine.cli import main
+    from engine.pipeline.supervise import LabelTraining, labelled_renders, mirror_some, train_on_labels
+
+    cfg = replace(tiny_config(), view_frame="input", step3_nets=("netD", "netA"))
+    data = labelled_renders(cfg, 0, np.arange(4))
+    which = torch.tensor([True, False, True, False])
+    out = mirror_some(data, which)
+    for field in ("images", "depths", "albedos", "masks"):
+        a, b = getattr(data, field), getattr(out, field)
+        assert torch.equal(b[which], a[which].flip(-1)) and torch.equal(b[~which], a[~which])
+    assert torch.equal(out.views, data.views) and torch.equal(out.lights, data.lights)
+    model = make_model(cfg, tiny_generator())
+    normals, mirrored = (render.normals_from_depth(d.double(), model.cam) for d in (data.depths, out.depths))
+    expected = normals.flip(2) * normals.new_tensor([-1.0, 1.0, 1.0])
+    inner = out.masks[which][:, 1:-1, 1:-1]
+    assert inner.sum() > 100
+    assert torch.allclose(mirrored[which][:, 1:-1, 1:-1][inner], expected[which][:, 1:-1, 1:-1][inner], atol=1e-9)
+    trained = []
+    for flip in (False, True):
+        torch.manual_seed(0)
+        model = make_model(cfg, tiny_generator())
+        train_on_labels(model, data, LabelTraining(iters=2, batch=4, teach=("depth",), flip=flip))
+        trained.append(parameters_to_vector(model.nets["netD"].parameters()))
+    assert not torch.equal(*trained)
+    assert main(["train-views", "--flip", "--iters", "1", "--out", str(tmp_path / "v.pth")]) == 2
+    assert "--flip" in capsys.readouterr().err and not (tmp_path / "v.pth").exists()
+
+
 def test_train_views_command_writes_a_views_only_checkpoint_the_default_preset_loads(tmp_path, capsys):
     from engine.cli import main
     from engine.nets import describe_checkpoint
@@ -251,6 +288,37 @@ def test_train_views_teaches_depth_beside_the_presets_own_views_and_lights(tmp_p
     assert main(["train-views", "--teach", "depth", "--set", 'view_frame="object"', "--iters", "1", "--out",
                  str(bad)]) == 2
     assert "view_frame" in capsys.readouterr().err and not bad.exists()
+
+
+def test_train_views_starts_the_taught_nets_from_a_given_checkpoint(tmp_path, capsys):
+    """--start-from teaches on from a checkpoint's D (here the shipped pretrain's), not from the official
+    initialisation: one step at a tiny rate stays near it, far nearer than a fresh start does. A file
+    without the taught net is refused, naming the file and the net, and nothing is written."""
+    from engine.cli import main
+    from engine.weights import resolve
+
+    shipped = resolve(load_config("default").pretrain)
+    argv = ["train-views", "--teach", "depth", "--iters", "1", "--pool", "4", "--batch", "2", "--n-eval", "2",
+            "--threads", "1", "--lr", "1e-7"]
+    warm, cold = tmp_path / "warm.pth", tmp_path / "cold.pth"
+    assert main([*argv, "--start-from", str(shipped), "--out", str(warm)]) == 0
+    assert main([*argv, "--out", str(cold)]) == 0
+    start = torch.load(shipped, weights_only=True)["netD"]
+    warm_d, cold_d = (torch.load(f, weights_only=True)["netD"] for f in (warm, cold))
+
+    def distance(state: dict) -> float:
+        return sum(float((state[k].float() - v.float()).abs().sum()) for k, v in start.items())
+
+    assert 0 < distance(warm_d) < 1e-3 * distance(cold_d)
+    assert torch.load(warm, weights_only=True)["meta"]["started_from"]["path"] == str(shipped)
+    views_only = resolve("default-views-lights")
+    bad = tmp_path / "bad.pth"
+    capsys.readouterr()
+    assert main([*argv, "--start-from", str(views_only), "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(views_only) in err and "netD" in err and not bad.exists()
+    assert main([*argv, "--start-from", str(tmp_path / "none.pth"), "--out", str(bad)]) == 2
+    assert "none.pth" in capsys.readouterr().err and not bad.exists()
 
 
 def test_train_views_at_its_own_width_loads_only_into_a_preset_of_that_width(tmp_path, capsys):

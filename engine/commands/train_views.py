@@ -17,17 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import nets, weights
+from .. import bundle, nets, weights
 from ..config import load_config
 from ..device import set_threads, tune_cpu_allocator
 from ..errors import EngineError
 from ..evaluate import TRAINING_SEED
 from ..pipeline import state as state_io
+from ..pipeline.model import Model
 from ..pipeline.run import build_model, load_frozen
 from ..pipeline.supervise import (
     GROUPS,
     SCHEDULES,
     LabelTraining,
+    check_flip,
     check_groups,
     label_errors,
     labelled_renders,
@@ -52,12 +54,17 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="constant, or cosine: lowered along a half cosine to 0 at the last step")
     parser.add_argument("--normal-weight", type=float, default=defaults.normal_weight,
                         help="with --teach depth: weight of a normal-angle term (1 − cos) beside the SIDE term")
+    parser.add_argument("--flip", action="store_true",
+                        help="with --teach depth/albedo: mirror each drawn render left to right at even odds")
     parser.add_argument("--pool", type=int, default=defaults.pool,
                         help="training renders (seed 0, the GAN's training images 0..N−1) drawn from")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the initialisation and draws")
     parser.add_argument("--teach", nargs="+", choices=list(GROUPS), default=list(defaults.teach),
                         help="what to teach: views (V and L), depth (D), albedo (A); depth and albedo are "
                              "camera-frame maps, so they need a preset with view_frame=\"input\"")
+    parser.add_argument("--start-from", type=Path, default=None, metavar="CHECKPOINT",
+                        help="start the taught nets from this checkpoint's (e.g. a shipped pretrain, to teach it "
+                             "on with a new schedule) instead of the official initialisation")
     parser.add_argument("--keep-pretrain", action="store_true",
                         help="also write the preset's pretrained nets that are not taught (e.g. --teach depth "
                              "beside the default preset's V and L), so the file can replace its pretrain")
@@ -76,23 +83,29 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed, tuple(args.teach), args.lr_schedule,
-                         args.normal_weight)
+                         args.normal_weight, args.flip)
     if min(opts.iters, opts.batch, opts.pool, args.n_eval) < 1 or opts.lr <= 0:
         raise EngineError("--iters, --batch, --pool, --n-eval and --lr must be positive")
     if min(args.save_every, opts.normal_weight) < 0:
         raise EngineError("--save-every and --normal-weight must not be negative")
+    check_flip(opts)
     tune_cpu_allocator()
     set_threads(args.threads)
     torch.manual_seed(opts.seed)
     progress = Progress(json_mode=args.json)
     preset_cfg = load_config(args.preset, overrides=args.set)
     state_path = state_io.state_path_for(args.out)
-    run_id = state_io.fingerprint(NAME, asdict(preset_cfg), asdict(opts))
+    if args.start_from is not None and not args.start_from.is_file():
+        raise EngineError("--start-from: no such checkpoint", args.start_from)
+    start_sha = bundle.sha256_file(args.start_from) if args.start_from is not None else None
+    run_id = state_io.fingerprint(NAME, asdict(preset_cfg), asdict(opts), start_sha)
     saved = state_io.load_state(state_path, run_id) if args.resume and state_path.exists() else None
     cfg = replace(preset_cfg, pretrain=None)  # the taught nets start from the official initialisation
     check_groups(cfg, opts.teach)
     cpu = torch.device("cpu")
     model, _ = build_model(cfg, load_frozen(cfg, cpu, progress), cpu)
+    if args.start_from is not None:
+        start_from(args.start_from, model, opts.teach)
     kept: list[str] = []
     if args.keep_pretrain and preset_cfg.pretrain is not None:
         untaught = {name: net for name, net in model.nets.items() if name not in taught_nets(opts.teach)}
@@ -115,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
     nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in written},
                                    extra={"meta": {"preset": args.preset, "set": args.set, **asdict(opts),
                                                     "kept": {name: preset_cfg.pretrain for name in kept},
+                                                    "started_from": {"path": str(args.start_from),
+                                                                     "sha256": start_sha} if start_sha else None,
                                                     "held_out": errors}})
     state_path.unlink(missing_ok=True)
     seconds = round(earlier_s + time.monotonic() - t0, 1)
@@ -122,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"{args.out}: held-out {held_out_line(errors)} ({seconds:.0f} s)")
     return 0
+
+
+def start_from(path: Path, model: Model, teach: tuple[str, ...]) -> None:
+    """Load the nets to be taught from `path`, which must hold every one of them."""
+    names = taught_nets(teach)
+    loaded = nets.load_gan2shape_checkpoint(path, {name: model.nets[name] for name in names})
+    missing = sorted(set(names) - set(loaded))
+    if missing:
+        raise EngineError(f"--start-from needs {', '.join(missing)} for --teach {' '.join(teach)}", path)
 
 
 def held_out_line(errors: dict[str, float]) -> str:

@@ -48,6 +48,12 @@ def check_groups(cfg: Config, groups: tuple[str, ...]) -> None:
                           f"maps and the canonical frame of view_frame=\"{cfg.view_frame}\" is the object's")
 
 
+def check_flip(opts: LabelTraining) -> None:
+    """Mirrored renders teach maps only: their view and light labels are not mirrored."""
+    if opts.flip and "views" in opts.teach:
+        raise EngineError("--flip mirrors the renders' maps, not their views and lights: teach depth or albedo")
+
+
 def net_labels(cfg: Config, view: torch.Tensor, light: torch.Tensor, min_z: float = 0.2
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """A render's true view (B×6, radians and camera units) and camera-frame light (B×4: k_a, k_d, l_x,
@@ -141,7 +147,8 @@ def label_loss(model: Model, data: Labelled, groups: tuple[str, ...], normal_wei
 class LabelTraining:
     """What is taught (GROUPS) and how: Adam at `lr` on batches of `batch` drawn from `pool` training renders,
     the rate held (schedule "constant") or lowered along a half cosine to 0 at the last step ("cosine"); D's
-    SIDE term joined by `normal_weight` × normal_label_loss."""
+    SIDE term joined by `normal_weight` × normal_label_loss; with `flip`, each drawn render mirrored left to
+    right at even odds (maps only: a mirrored render's view and light labels would need mirroring too)."""
 
     iters: int = 3000
     batch: int = 32
@@ -151,6 +158,7 @@ class LabelTraining:
     teach: tuple[str, ...] = ("views",)
     schedule: str = "constant"
     normal_weight: float = 0.0
+    flip: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -192,7 +200,10 @@ def train_on_labels(model: Model, data: Labelled, opts: LabelTraining,
         for group in opt.param_groups:
             group["lr"] = step_lr(opts, it)
         pick = torch.randint(len(data.images), (opts.batch,), generator=draws)
-        loss = label_loss(model, Labelled(*(column[pick] for column in data)), opts.teach, opts.normal_weight)
+        batch = Labelled(*(column[pick] for column in data))
+        if opts.flip:
+            batch = mirror_some(batch, torch.rand(opts.batch, generator=draws) < 0.5)
+        loss = label_loss(model, batch, opts.teach, opts.normal_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -202,6 +213,18 @@ def train_on_labels(model: Model, data: Labelled, opts: LabelTraining,
             save[1]({"iter": it, "nets": {name: model.nets[name].state_dict() for name in names},
                      "optimizer": opt.state_dict(), "draws": draws.get_state()})
     model.train_only(())
+
+
+def mirror_some(data: Labelled, which: torch.Tensor) -> Labelled:
+    """`data` with the renders `which` (B bool) mirrored left to right: their image and camera-frame maps. The
+    camera's principal point is the image centre, so a mirrored depth map is the mirrored object's, exactly.
+    Views and lights are left as they are (check_flip refuses teaching them so)."""
+    def mirrored(maps: torch.Tensor) -> torch.Tensor:
+        pick = which.view(-1, *[1] * (maps.dim() - 1))
+        return torch.where(pick, maps.flip(-1), maps)
+
+    return data._replace(images=mirrored(data.images), depths=mirrored(data.depths),
+                         albedos=mirrored(data.albedos), masks=mirrored(data.masks))
 
 
 def angles_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
