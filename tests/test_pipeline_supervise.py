@@ -301,7 +301,7 @@ def test_train_views_starts_the_taught_nets_from_a_given_checkpoint(tmp_path, ca
     argv = ["train-views", "--teach", "depth", "--iters", "1", "--pool", "4", "--batch", "2", "--n-eval", "2",
             "--threads", "1", "--lr", "1e-7"]
     warm, cold = tmp_path / "warm.pth", tmp_path / "cold.pth"
-    assert main([*argv, "--start-from", str(shipped), "--out", str(warm)]) == 0
+    assert main([*argv, "--start-from", "default-pretrain", "--out", str(warm)]) == 0
     assert main([*argv, "--out", str(cold)]) == 0
     start = torch.load(shipped, weights_only=True)["netD"]
     warm_d, cold_d = (torch.load(f, weights_only=True)["netD"] for f in (warm, cold))

@@ -62,9 +62,10 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teach", nargs="+", choices=list(GROUPS), default=list(defaults.teach),
                         help="what to teach: views (V and L), depth (D), albedo (A); depth and albedo are "
                              "camera-frame maps, so they need a preset with view_frame=\"input\"")
-    parser.add_argument("--start-from", type=Path, default=None, metavar="CHECKPOINT",
-                        help="start the taught nets from this checkpoint's (e.g. a shipped pretrain, to teach it "
-                             "on with a new schedule) instead of the official initialisation")
+    parser.add_argument("--start-from", default=None, metavar="CHECKPOINT",
+                        help="start the taught nets from this checkpoint's (a file or a weights name such as "
+                             "default-pretrain, to teach it on with a new schedule) instead of the official "
+                             "initialisation")
     parser.add_argument("--keep-pretrain", action="store_true",
                         help="also write the preset's pretrained nets that are not taught (e.g. --teach depth "
                              "beside the default preset's V and L), so the file can replace its pretrain")
@@ -95,17 +96,16 @@ def run(args: argparse.Namespace) -> int:
     progress = Progress(json_mode=args.json)
     preset_cfg = load_config(args.preset, overrides=args.set)
     state_path = state_io.state_path_for(args.out)
-    if args.start_from is not None and not args.start_from.is_file():
-        raise EngineError("--start-from: no such checkpoint", args.start_from)
-    start_sha = bundle.sha256_file(args.start_from) if args.start_from is not None else None
+    start = weights.resolve(args.start_from) if args.start_from is not None else None
+    start_sha = bundle.sha256_file(start) if start is not None else None
     run_id = state_io.fingerprint(NAME, asdict(preset_cfg), asdict(opts), start_sha)
     saved = state_io.load_state(state_path, run_id) if args.resume and state_path.exists() else None
     cfg = replace(preset_cfg, pretrain=None)  # the taught nets start from the official initialisation
     check_groups(cfg, opts.teach)
     cpu = torch.device("cpu")
     model, _ = build_model(cfg, load_frozen(cfg, cpu, progress), cpu)
-    if args.start_from is not None:
-        start_from(args.start_from, model, opts.teach)
+    if start is not None:
+        start_from(start, model, opts.teach)
     kept: list[str] = []
     if args.keep_pretrain and preset_cfg.pretrain is not None:
         untaught = {name: net for name, net in model.nets.items() if name not in taught_nets(opts.teach)}
@@ -128,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
     nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in written},
                                    extra={"meta": {"preset": args.preset, "set": args.set, **asdict(opts),
                                                     "kept": {name: preset_cfg.pretrain for name in kept},
-                                                    "started_from": {"path": str(args.start_from),
-                                                                     "sha256": start_sha} if start_sha else None,
+                                                    "started_from": {"path": str(start), "sha256": start_sha}
+                                                    if start is not None else None,
                                                     "held_out": errors}})
     state_path.unlink(missing_ok=True)
     seconds = round(earlier_s + time.monotonic() - t0, 1)
