@@ -23,6 +23,9 @@ Layout of the output folder (reruns reuse finished bundles, like `batch`):
     avg-gt-depth_seed0_n<K>_<S>px.npy                                       the average-GT baseline map
     generator-<sha256[:12]>.pt                                              the generator every image used
     report.json  report.md                                                  the evaluation
+
+Processes can share one folder, each reconstructing a shard of the images (`--shard I/K`: the images whose
+index is I−1 modulo K) and writing no report; a last run without a shard reuses their bundles and reports.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class EvalOptions:
     seed: int = 1
     avg_gt_images: int = 2000  # seed-0 renders averaged into the average-GT-depth baseline
     allow_training_seed: bool = False
+    shard: tuple[int, int] = (0, 1)  # (i, k): reconstruct only the images whose index is i modulo k
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ def check_options(opts: EvalOptions, cfg: Config) -> None:
         raise EngineError(f"--n must be at least 1 (got {opts.n})")
     if opts.avg_gt_images < 1:
         raise EngineError(f"the average-GT-depth baseline needs at least 1 training render (got {opts.avg_gt_images})")
+    if not 0 <= opts.shard[0] < opts.shard[1]:
+        raise EngineError(f"--shard I/K needs 1 ≤ I ≤ K (got {opts.shard[0] + 1}/{opts.shard[1]})")
     if opts.seed == TRAINING_SEED and not opts.allow_training_seed:
         raise EngineError(f"seed {TRAINING_SEED} renders the GAN's training images, not held-out ones; choose another "
                           "--seed (or pass --allow-training-seed to measure on training images on purpose)")
@@ -381,8 +387,23 @@ def light_errors(entries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def reconstruct_shard(tests: list[HeldOutImage], job: BatchJob, opts: EvalOptions, progress: Progress
+                      ) -> dict[str, Any]:
+    """Reconstruct one shard's images (reusing finished bundles) without scoring: {"shard": "I/K", "counts"}."""
+    shard = f"{opts.shard[0] + 1}/{opts.shard[1]}"
+    progress.start(len(tests), images=len(tests), seed=opts.seed, out=str(opts.out.resolve()), shard=shard)
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    for test in tests:
+        done = is_complete(test.item, job) is not None
+        record = {"status": "skipped", "seconds": None} if done else run_item(test.item, job)
+        counts[record["status"]] += 1
+        progress.advance(1, item=test.item.name, status=record["status"], seconds=record["seconds"])
+    return {"shard": shard, "counts": counts}
+
+
 def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress) -> dict[str, Any]:
-    """Render, reconstruct (reusing finished bundles), score; writes report.json / report.md and returns the report.
+    """Render, reconstruct (reusing finished bundles), score; writes report.json / report.md and returns the report
+    (with a shard: reconstructs that shard only and returns reconstruct_shard's summary).
 
     An image whose reconstruction fails is recorded with its error and left out of every row of the
     table, so all rows compare the same images.
@@ -396,6 +417,9 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
     avg_gt, avg_path = cached_average_gt_depth(cfg, opts, mesh)
     job = BatchJob(cfg, opts.out / "bundles", gan_copy, mask_dir=opts.out / "test" / "masks",
                    depth_gt_dir=opts.out / "test" / "depth", export=False)
+    if opts.shard[1] > 1:
+        return reconstruct_shard([t for t in tests if t.item.index % opts.shard[1] == opts.shard[0]], job, opts,
+                                 progress)
     progress.start(len(tests), images=len(tests), seed=opts.seed, out=str(opts.out.resolve()))
     items, per_method = [], {k: [] for k in LABELS}
     reported = []

@@ -194,6 +194,30 @@ def recomputed(out, report):
             for k, v in per.items()}
 
 
+def test_shards_share_a_folder_and_the_last_run_reports_on_their_bundles(tiny_assets, tmp_path, capsys):
+    """--shard 1/2 and 2/2 each reconstruct their own image into one folder and write no report; a run
+    without --shard then reuses both bundles (nothing reconstructed again) and reports on both. A shard
+    outside 1..K is refused before anything is written."""
+    out = tmp_path / "eval"
+    args = ["evaluate", "--preset", "fast", "--weights", str(tiny_assets["gen"]), "--device", "cpu", "--n", "2",
+            "--seed", "3", "--avg-gt-images", "20", "--out", str(out), "--json"]
+    for item in TINY_SET:
+        args += ["--set", item]
+    for shard, name in (("2/2", ev.item_name(3, 1)), ("1/2", ev.item_name(3, 0))):
+        assert main([*args, "--shard", shard]) == 0
+        result = [json.loads(line) for line in capsys.readouterr().out.splitlines()][-1]
+        assert result["shard"] == shard and result["counts"] == {"done": 1, "skipped": 0, "failed": 0}
+        assert (out / "bundles" / name / "result.json").exists() and not (out / "report.json").exists()
+    assert len(list((out / "bundles").iterdir())) == 2
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"] == {"done": 0, "skipped": 2, "failed": 0}
+    assert report["methods"][ev.PREDICTION]["images"] == 2
+    bad = tmp_path / "bad"
+    assert main([*(str(bad) if a == str(out) else a for a in args), "--shard", "3/2"]) == 2
+    assert "--shard" in capsys.readouterr().err and not bad.exists()
+
+
 def test_evaluate_end_to_end_records_a_failure_then_resumes(tiny_assets, tmp_path, capsys):
     out = tmp_path / "eval"
     args = ["evaluate", "--preset", "fast", "--weights", str(tiny_assets["gen"]), "--device", "cpu", "--n", "2",
