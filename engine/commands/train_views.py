@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     start_sha = bundle.sha256_file(start) if start is not None else None
     run_id = state_io.fingerprint(NAME, asdict(preset_cfg), asdict(opts), start_sha)
     saved = state_io.load_state(state_path, run_id) if args.resume and state_path.exists() else None
-    cfg = replace(preset_cfg, pretrain=None)  # the taught nets start from the official initialisation
+    cfg = replace(preset_cfg, pretrain=None)  # the taught nets start from the official initialisation or --start-from
     check_groups(cfg, opts.teach)
     cpu = torch.device("cpu")
     model, _ = build_model(cfg, load_frozen(cfg, cpu, progress), cpu)
