@@ -387,6 +387,14 @@ def light_errors(entries: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def reuse_or_run(item: BatchItem, job: BatchJob) -> dict[str, Any]:
+    """The batch record of reconstructing `item`, or "skipped" when an earlier run with the same inputs and
+    config finished it."""
+    if is_complete(item, job) is not None:
+        return {"status": "skipped", "seconds": None}
+    return run_item(item, job)
+
+
 def reconstruct_shard(tests: list[HeldOutImage], job: BatchJob, opts: EvalOptions, progress: Progress
                       ) -> dict[str, Any]:
     """Reconstruct one shard's images (reusing finished bundles) without scoring: {"shard": "I/K", "counts"}."""
@@ -394,8 +402,7 @@ def reconstruct_shard(tests: list[HeldOutImage], job: BatchJob, opts: EvalOption
     progress.start(len(tests), images=len(tests), seed=opts.seed, out=str(opts.out.resolve()), shard=shard)
     counts = {"done": 0, "skipped": 0, "failed": 0}
     for test in tests:
-        done = is_complete(test.item, job) is not None
-        record = {"status": "skipped", "seconds": None} if done else run_item(test.item, job)
+        record = reuse_or_run(test.item, job)
         counts[record["status"]] += 1
         progress.advance(1, item=test.item.name, status=record["status"], seconds=record["seconds"])
     return {"shard": shard, "counts": counts}
@@ -414,20 +421,17 @@ def evaluate(cfg: Config, opts: EvalOptions, gan_path: Path, progress: Progress)
     gan_copy, gan_sha = snapshot_generator(gan_path, opts.out)
     mesh = load_base_mesh()
     tests = write_test_set(cfg, opts, mesh)
-    avg_gt, avg_path = cached_average_gt_depth(cfg, opts, mesh)
     job = BatchJob(cfg, opts.out / "bundles", gan_copy, mask_dir=opts.out / "test" / "masks",
                    depth_gt_dir=opts.out / "test" / "depth", export=False)
-    if opts.shard[1] > 1:
+    if opts.shard[1] > 1:  # no scoring, so no baseline map
         return reconstruct_shard([t for t in tests if t.item.index % opts.shard[1] == opts.shard[0]], job, opts,
                                  progress)
+    avg_gt, avg_path = cached_average_gt_depth(cfg, opts, mesh)
     progress.start(len(tests), images=len(tests), seed=opts.seed, out=str(opts.out.resolve()))
     items, per_method = [], {k: [] for k in LABELS}
     reported = []
     for test in tests:
-        if is_complete(test.item, job) is not None:  # finished by an earlier run with the same inputs and config
-            record = {"status": "skipped", "seconds": None}
-        else:
-            record = run_item(test.item, job)
+        record = reuse_or_run(test.item, job)
         entry = {"name": test.item.name, "index": test.item.index, "status": record["status"],
                  "seconds": record["seconds"], "error": record.get("error"), "warnings": record.get("warnings", [])}
         if record["status"] != "failed":
