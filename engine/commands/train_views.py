@@ -33,6 +33,7 @@ from ..pipeline.supervise import (
     check_groups,
     label_errors,
     labelled_renders,
+    pool_indices,
     taught_nets,
     train_on_labels,
 )
@@ -58,6 +59,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="with --teach depth/albedo: mirror each drawn render left to right at even odds")
     parser.add_argument("--pool", type=int, default=defaults.pool,
                         help="training renders (seed 0, the GAN's training images 0..N−1) drawn from")
+    parser.add_argument("--fresh", type=int, default=defaults.fresh, metavar="N",
+                        help="after every step replace N pool renders by renders not drawn before (training "
+                             "images --pool, --pool+1, …), so the run sees more renders than it holds")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the initialisation and draws")
     parser.add_argument("--teach", nargs="+", choices=list(GROUPS), default=list(defaults.teach),
                         help="what to teach: views (V and L), depth (D), albedo (A); depth and albedo are "
@@ -84,11 +88,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = LabelTraining(args.iters, args.batch, args.lr, args.pool, args.seed, tuple(args.teach), args.lr_schedule,
-                         args.normal_weight, args.flip)
+                         args.normal_weight, args.flip, args.fresh)
     if min(opts.iters, opts.batch, opts.pool, args.n_eval) < 1 or opts.lr <= 0:
         raise EngineError("--iters, --batch, --pool, --n-eval and --lr must be positive")
-    if min(args.save_every, opts.normal_weight) < 0:
-        raise EngineError("--save-every and --normal-weight must not be negative")
+    if min(args.save_every, opts.normal_weight, opts.fresh) < 0:
+        raise EngineError("--save-every, --normal-weight and --fresh must not be negative")
+    if opts.fresh > opts.pool:
+        raise EngineError("--fresh replaces renders of the pool: at most --pool per step")
     check_flip(opts)
     tune_cpu_allocator()
     set_threads(args.threads)
@@ -113,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     done, earlier_s = (saved["iter"], saved["seconds"]) if saved is not None else (0, 0.0)
     progress.start(opts.pool + opts.iters, command=NAME, out=str(args.out), resumed_at=done, **asdict(opts))
     t0 = time.monotonic()
-    pool = labelled_renders(cfg, TRAINING_SEED, np.arange(opts.pool))
+    pool = labelled_renders(cfg, TRAINING_SEED, pool_indices(opts.pool, done * opts.fresh))
     progress.advance(opts.pool + done, step="render")
 
     def save(state: dict) -> None:
@@ -122,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
 
     train_on_labels(model, pool, opts,
                     lambda it, loss: progress.advance(1, step="train", iter=it, loss=round(loss, 7)),
-                    saved=saved, save=(args.save_every, save) if args.save_every else None)
+                    saved=saved, save=(args.save_every, save) if args.save_every else None,
+                    renders=lambda indices: labelled_renders(cfg, TRAINING_SEED, indices))
     errors = label_errors(model, labelled_renders(cfg, HELD_OUT_SEED, np.arange(args.n_eval)), opts.teach)
     written = [*taught_nets(opts.teach), *kept]
     nets.save_gan2shape_checkpoint(args.out, {name: model.nets[name] for name in written},

@@ -148,7 +148,9 @@ class LabelTraining:
     """What is taught (GROUPS) and how: Adam at `lr` on batches of `batch` drawn from `pool` training renders,
     the rate held (schedule "constant") or lowered along a half cosine to 0 at the last step ("cosine"); D's
     SIDE term joined by `normal_weight` × normal_label_loss; with `flip`, each drawn render mirrored left to
-    right at even odds (maps only: a mirrored render's view and light labels would need mirroring too)."""
+    right at even odds (maps only: a mirrored render's view and light labels would need mirroring too); with
+    `fresh` > 0, that many pool renders are replaced by renders never drawn before after every step
+    (pool_indices), so a long run is not limited to `pool` renders held in memory."""
 
     iters: int = 3000
     batch: int = 32
@@ -159,6 +161,7 @@ class LabelTraining:
     schedule: str = "constant"
     normal_weight: float = 0.0
     flip: bool = False
+    fresh: int = 0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -166,6 +169,14 @@ class LabelTraining:
 
 
 SCHEDULES = ("constant", "cosine")
+
+
+def pool_indices(pool: int, replaced: int) -> np.ndarray:
+    """The training render each pool slot holds after `replaced` replacements. Replacement i puts render
+    pool + i into slot i mod pool, so slot j's n-th is render j + n·pool: a resumed run rebuilds its pool
+    from the step count alone, and no render enters twice."""
+    slots = np.arange(pool)
+    return slots + pool * np.maximum(0, -((slots - replaced) // pool))
 
 
 def step_lr(opts: LabelTraining, it: int) -> float:
@@ -178,12 +189,16 @@ def step_lr(opts: LabelTraining, it: int) -> float:
 def train_on_labels(model: Model, data: Labelled, opts: LabelTraining,
                     on_step: Callable[[int, float], None] | None = None,
                     saved: dict[str, Any] | None = None,
-                    save: tuple[int, Callable[[dict[str, Any]], None]] | None = None) -> None:
+                    save: tuple[int, Callable[[dict[str, Any]], None]] | None = None,
+                    renders: Callable[[np.ndarray], Labelled] | None = None) -> None:
     """Train the nets of `opts.teach` on `labelled_renders` output; on_step(iteration, loss) after each step.
 
     save=(every, write) hands write() the training state after every `every` steps; passing that state back
     as `saved` continues the run exactly where it stopped (the taught nets, Adam's moments, the next draws),
-    so a long run can span sessions and still end bit-identical to an uninterrupted one."""
+    so a long run can span sessions and still end bit-identical to an uninterrupted one. With opts.fresh,
+    `data` must hold the renders pool_indices(pool, fresh · steps done) and renders(indices) make new ones."""
+    if opts.fresh and renders is None:
+        raise ValueError("fresh renders need a renders() function")
     names = taught_nets(opts.teach)
     model.train_only(names)
     params = [p for name in names for p in model.nets[name].parameters()]
@@ -207,12 +222,22 @@ def train_on_labels(model: Model, data: Labelled, opts: LabelTraining,
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if opts.fresh:
+            replace_renders(data, opts.pool + (it - 1) * opts.fresh, opts.fresh, renders)
         if on_step is not None:
             on_step(it, float(loss.detach()))
         if save is not None and it % save[0] == 0 and it < opts.iters:
             save[1]({"iter": it, "nets": {name: model.nets[name].state_dict() for name in names},
                      "optimizer": opt.state_dict(), "draws": draws.get_state()})
     model.train_only(())
+
+
+def replace_renders(data: Labelled, first: int, count: int, renders: Callable[[np.ndarray], Labelled]) -> None:
+    """Put renders first..first+count−1 into their pool slots (pool_indices), in place."""
+    indices = np.arange(first, first + count)
+    slots = torch.from_numpy(indices % len(data.images))
+    for column, new in zip(data, renders(indices), strict=True):
+        column[slots] = new
 
 
 def mirror_some(data: Labelled, which: torch.Tensor) -> Labelled:
