@@ -241,6 +241,38 @@ def test_a_mirrored_render_is_the_mirrored_objects_render_and_flip_mirrors_only_
     assert "--flip" in capsys.readouterr().err and not (tmp_path / "v.pth").exists()
 
 
+def test_fresh_renders_replace_the_pool_round_robin_with_renders_never_drawn(tmp_path, capsys):
+    """Hand values of pool_indices; after two steps with fresh=3 on a pool of 5 the pool holds exactly the
+    renders pool_indices names (5..10 rendered once each, in order), which is what a resumed run rebuilds."""
+    from test_pipeline_assets import tiny_config, tiny_generator
+    from test_pipeline_steps import make_model
+
+    from engine.cli import main
+    from engine.pipeline.supervise import LabelTraining, labelled_renders, pool_indices, train_on_labels
+
+    assert pool_indices(5, 0).tolist() == [0, 1, 2, 3, 4]
+    assert pool_indices(5, 3).tolist() == [5, 6, 7, 3, 4]
+    assert pool_indices(5, 7).tolist() == [10, 11, 7, 8, 9]
+    assert pool_indices(5, 12).tolist() == [15, 16, 12, 13, 14]
+    cfg = replace(tiny_config(), view_frame="input", step3_nets=("netD", "netA"))
+    data, asked = labelled_renders(cfg, 0, np.arange(5)), []
+
+    def renders(indices: np.ndarray):
+        asked.append(indices.tolist())
+        return labelled_renders(cfg, 0, indices)
+
+    opts = LabelTraining(iters=2, batch=4, pool=5, teach=("depth",), fresh=3)
+    with pytest.raises(ValueError, match="renders"):
+        train_on_labels(make_model(cfg, tiny_generator()), data, opts)
+    train_on_labels(make_model(cfg, tiny_generator()), data, opts, renders=renders)
+    assert asked == [[5, 6, 7], [8, 9, 10]]
+    expected = labelled_renders(cfg, 0, pool_indices(5, 6))
+    assert all(torch.equal(a, b) for a, b in zip(data, expected, strict=True))
+    argv = ["train-views", "--teach", "depth", "--pool", "4", "--fresh", "5", "--out", str(tmp_path / "f.pth")]
+    assert main(argv) == 2
+    assert "--fresh" in capsys.readouterr().err and not (tmp_path / "f.pth").exists()
+
+
 def test_train_views_command_writes_a_views_only_checkpoint_the_default_preset_loads(tmp_path, capsys):
     from engine.cli import main
     from engine.nets import describe_checkpoint
@@ -344,10 +376,12 @@ def test_train_views_at_its_own_width_loads_only_into_a_preset_of_that_width(tmp
     assert "view_light_width" in capsys.readouterr().err and not (tmp_path / "b.pth").exists()
 
 
+@pytest.mark.parametrize("fresh", [[], ["--fresh", "3"]], ids=["pool", "fresh"])
 def test_a_stopped_train_views_resumes_where_it_stopped_and_ends_as_an_uninterrupted_run(tmp_path, capsys,
-                                                                                         monkeypatch):
+                                                                                         monkeypatch, fresh):
     """Ctrl-C after step 4 of 6 leaves the step-4 state (saved every 2) and no checkpoint; --resume with other
-    options is refused, with the same ones it runs steps 5 and 6 only and writes the uninterrupted run's file."""
+    options is refused, with the same ones it runs steps 5 and 6 only and writes the uninterrupted run's file.
+    With --fresh the resumed run must rebuild the pool the stopped one had."""
     import json
 
     import engine.pipeline.supervise as supervise
@@ -355,7 +389,7 @@ def test_a_stopped_train_views_resumes_where_it_stopped_and_ends_as_an_uninterru
     from engine.pipeline.state import state_path_for
 
     argv = ["train-views", "--teach", "depth", "--keep-pretrain", "--iters", "6", "--pool", "8", "--batch", "4",
-            "--n-eval", "4", "--threads", "1", "--save-every", "2", "--lr-schedule", "cosine"]
+            "--n-eval", "4", "--threads", "1", "--save-every", "2", "--lr-schedule", "cosine", *fresh]
     full, out = tmp_path / "full.pth", tmp_path / "stopped.pth"
     assert main([*argv, "--out", str(full)]) == 0
     assert not state_path_for(full).exists()
