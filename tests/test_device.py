@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from conftest import SESSION_THREADS
 
 from engine import device
 from engine.errors import EngineError
@@ -16,11 +17,12 @@ def test_threads_follow_the_load_average(monkeypatch, load, own, expected):
 
 
 def test_set_threads_honours_an_explicit_count():
-    before = device.torch.get_num_threads()
-    try:
-        assert device.set_threads(1) == 1
-    finally:
-        device.torch.set_num_threads(before)
+    assert device.set_threads(SESSION_THREADS + 1) == SESSION_THREADS + 1  # conftest restores the count
+
+
+def test_the_next_test_starts_at_the_sessions_thread_count():
+    """Runs after the test above (file order), which left another count: conftest's fixture restored it."""
+    assert device.torch.get_num_threads() == SESSION_THREADS
 
 
 def test_cuda_request_without_cuda_is_a_clear_error():
