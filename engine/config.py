@@ -251,6 +251,7 @@ class Config:
     view_light_width: float | None = None  # width factor of V and L alone (None = net_width)
     depth_skips: bool = False  # D's encoder levels added to its decoder's (nets.EDDeconv); official: none
     depth_mirror_average: bool = False  # result's depth: mean with D's mirrored reading of the mirrored input
+    depth_shift_average: int = 0  # result's depth: mean of D's readings of the input moved up to this many pixels
     max_input_side: int = 4096  # larger inputs are downscaled on load, with a warning
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
 
@@ -524,6 +525,8 @@ def _check(cfg: Config) -> None:
         raise bad("adam_betas", "must have 2 numbers")
     if not cfg.min_depth < cfg.max_depth:
         raise bad("max_depth", "must exceed min_depth")
+    if not 0 <= cfg.depth_shift_average <= cfg.image_size // 8:
+        raise bad("depth_shift_average", f"must be between 0 and {cfg.image_size // 8} pixels")
     if not cfg.step3_nets or not set(cfg.step3_nets) <= set(STEP3_NETS):
         raise bad("step3_nets", f"must name some of {', '.join(STEP3_NETS)}")
     if cfg.prior_frame not in PRIOR_FRAMES:

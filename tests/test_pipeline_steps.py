@@ -12,7 +12,7 @@ from engine import losses, nets, prior, render
 from engine.config import NET_NAMES, load_config
 from engine.errors import EngineError
 from engine.pipeline.bank import Bank
-from engine.pipeline.model import Model, Target, mirror
+from engine.pipeline.model import Model, Target, mirror, shift
 from engine.pipeline.result import final_outputs
 from engine.pipeline.trainer import ITER_COST, Trainer, phase_cost, plan, preview_stage_after
 
@@ -340,6 +340,48 @@ def test_mirror_averaged_depth_mirrors_with_its_input_and_the_result_uses_it_whe
                 torch.testing.assert_close(final_outputs(model, target)["depth"], want)
         finally:
             model.cfg = cfg
+
+
+def test_shift_moves_maps_and_replicates_the_border():
+    dot = torch.zeros(1, 5, 5)
+    dot[0, 2, 2] = 1
+    moved = shift(dot, 1, -1)  # one right, one up
+    assert moved[0, 1, 3] == 1 and moved.sum() == 1
+    ramp = torch.arange(5.0).expand(1, 2, 5, 5)  # B×C×H×W, the column index
+    assert shift(ramp, 2, 0)[0, 0, 0].tolist() == [0, 0, 0, 1, 2] and shift(ramp, 0, 0) is ramp
+    torch.testing.assert_close(shift(shift(ramp, -1, 1), 1, -1)[..., 1:-1, 1:-1], ramp[..., 1:-1, 1:-1])
+
+
+def test_shift_averaged_depth_mirrors_with_its_input_and_the_result_uses_it_when_configured(setup):
+    """The mean over D's readings of the input moved by up to r pixels (each moved back) is not D's own
+    reading, still commutes with a mirror when mirror-averaged (the offsets are symmetric), and final_outputs
+    uses depth_shift_average's radius; out-of-range radii are refused."""
+    cfg, model, target = setup
+    image = target.image
+    with torch.no_grad():
+        mirrored = model.predict_depth(image, mirror_average=True)
+        average = model.predict_depth(image, mirror_average=True, shift_radius=1)
+        assert (average - mirrored).abs().max() > 1e-4
+        torch.testing.assert_close(model.predict_depth(mirror(image), True, 1), mirror(average))
+        try:
+            for radius, want in ((0, mirrored), (1, average)):
+                model.cfg = dataclasses.replace(cfg, depth_mirror_average=True, depth_shift_average=radius)
+                torch.testing.assert_close(final_outputs(model, target)["depth"], want)
+        finally:
+            model.cfg = cfg
+    class Pointwise(torch.nn.Module):  # a shift-equivariant D: each pixel's depth from that pixel alone
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, 0]
+
+    model = copy.deepcopy(model)  # the fixture's model is shared by later tests
+    model.nets["netD"] = Pointwise()
+    grid = torch.linspace(-1, 1, image.shape[-1])
+    bump = (0.5 - grid[None, :] ** 2 - grid[:, None] ** 2).clamp_min(0).expand(1, 3, -1, -1)  # 0 at the border
+    with torch.no_grad():  # every reading moved back onto the input's pixels: the mean is D's own reading
+        torch.testing.assert_close(model.predict_depth(bump, shift_radius=2), model.predict_depth(bump))
+    for bad in (-1, 9):
+        with pytest.raises(EngineError, match="depth_shift_average"):
+            load_config("default", overrides=[f"depth_shift_average={bad}"])
 
 
 def test_step3_trains_the_configured_nets_only():

@@ -47,6 +47,17 @@ def mirror(x: torch.Tensor) -> torch.Tensor:
     return x.flip(-1)
 
 
+def shift(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """A depth map (B×H×W) or an image (B×C×H×W) moved dx pixels right and dy down, the border replicated
+    into the gap (the renders' background is flat there)."""
+    if dx == dy == 0:
+        return x
+    r, (h, w) = max(abs(dx), abs(dy)), x.shape[-2:]
+    padded = F.pad(x if x.dim() == 4 else x[:, None], (r, r, r, r), mode="replicate")
+    moved = padded[..., r - dy:r - dy + h, r - dx:r - dx + w]
+    return moved if x.dim() == 4 else moved[:, 0]
+
+
 class Model(nn.Module):
     """D, A, V, L, E plus the frozen generator and perceptual net, with the official step forwards."""
 
@@ -84,15 +95,23 @@ class Model(nn.Module):
     def device(self) -> torch.device:
         return self.view_mean.device
 
-    def predict_depth(self, image: torch.Tensor, mirror_average: bool = False) -> torch.Tensor:
+    def predict_depth(self, image: torch.Tensor, mirror_average: bool = False, shift_radius: int = 0
+                      ) -> torch.Tensor:
         """Canonical depth with the official border clamp (§2.5); with `mirror_average`, the mean of D's depth
         and the mirror of D's depth of the mirrored image (a mirrored object is as likely, so D's errors on
-        the two partly cancel)."""
-        both = torch.cat([image, mirror(image)]) if mirror_average else image  # D's norms are per image
-        depth = nets.depth_from_raw(self.nets["netD"](both), self.cfg.min_depth, self.cfg.max_depth)
+        the two partly cancel); with `shift_radius` r, also the mean over the image moved by up to r pixels
+        each way, each reading moved back (D is not shift-equivariant: strided convs, a 1×1 bottleneck)."""
+        offsets = [(dx, dy) for dy in range(-shift_radius, shift_radius + 1)
+                   for dx in range(-shift_radius, shift_radius + 1)]
+        moved = [shift(image, dx, dy) for dx, dy in offsets]
         if mirror_average:
-            plain, mirrored = depth.chunk(2)
-            depth = (plain + mirror(mirrored)) / 2
+            moved += [mirror(x) for x in moved]
+        depth = nets.depth_from_raw(self.nets["netD"](torch.cat(moved)), self.cfg.min_depth, self.cfg.max_depth)
+        readings = depth.chunk(len(moved))  # D's norms are per image, so the batch changes no reading
+        plain, mirrored = readings[:len(offsets)], [mirror(d) for d in readings[len(offsets):]]
+        back = [shift(d, -dx, -dy) for group in (plain, mirrored) if group
+                for d, (dx, dy) in zip(group, offsets, strict=True)]
+        depth = torch.stack(back).mean(0)
         return nets.clamp_border(depth, self.cfg.border_depth, self.cfg.border_clamp_factor)
 
     def predict_view(self, images: torch.Tensor) -> torch.Tensor:
@@ -199,14 +218,15 @@ class Model(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     # step 1 (also the input term of step 3)
-    def predict(self, image: torch.Tensor, flip: bool = False, mirror_average: bool = False
+    def predict(self, image: torch.Tensor, flip: bool = False, mirror_average: bool = False, shift_radius: int = 0
                 ) -> dict[str, torch.Tensor]:
         """The photo-geometric decomposition of a batch of B images and its re-rendering (§1.1, §2.5).
 
         flip appends the mirrored depths and albedos (batch 2B, each image's light and view repeated); the
-        validity is then where both renderings of an image are valid (B×H×W). mirror_average: predict_depth's.
+        validity is then where both renderings of an image are valid (B×H×W). mirror_average and shift_radius:
+        predict_depth's.
         """
-        depth = self.predict_depth(image, mirror_average)
+        depth = self.predict_depth(image, mirror_average, shift_radius)
         albedo = self.nets["netA"](image)
         view = self.predict_view(image)
         light = self.predict_light(image)

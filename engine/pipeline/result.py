@@ -27,7 +27,8 @@ def final_outputs(model: Model, target: Target) -> dict[str, torch.Tensor]:
     """The decomposition of the input by the trained nets (no flip), plus its canonical object mask."""
     model.train_only(())
     model.set_frame(target)  # also when a resumed run had no phase left to set it
-    out = model.predict(target.image, mirror_average=model.cfg.depth_mirror_average)
+    out = model.predict(target.image, mirror_average=model.cfg.depth_mirror_average,
+                        shift_radius=model.cfg.depth_shift_average)
     out["canon_mask"] = model.canonical_mask(target, out["depth"], out["view_t"])
     out["object_view_t"] = out["view_t"] if model.frame is None else model.frame
     return out
