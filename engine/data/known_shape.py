@@ -35,10 +35,11 @@ PIXEL_CENTRES = render.RasterOptions(supersample=False, half_pixel=False)
 # The method's own parts on top of the `default` preset, for runs on this generator: its V, L and ellipsoid
 # in the canonical frame (not the taught V/L, input-frame prior and pose term the preset adds for the
 # trained GAN), the official weight decay (the preset has none: docs/default-model.md item 15) and the
-# official D and result depth (not the preset's skips and mirror average, item 24).
+# official D and result depth (not the preset's skips, mirror and shift averages and unclamped border, items 24
+# and 26).
 METHOD_OWN = ("pretrain=none", "view_light_width=none", 'prior_frame="canonical"', 'view_frame="object"',
               'step3_nets=["netD", "netA", "netV", "netL"]', "lam_proj_pose=0", "weight_decay=5e-4",
-              "depth_skips=false", "depth_mirror_average=false")
+              "depth_skips=false", "depth_mirror_average=false", "depth_shift_average=0", "border_clamp_factor=1.02")
 
 
 class KnownShapeRenderer(nn.Module):
