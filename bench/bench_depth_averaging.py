@@ -19,13 +19,12 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from bench_depth_fit import default_models
 
 from engine.commands.train_views import HELD_OUT_SEED
 from engine.config import load_config
 from engine.metrics import depth_metrics
-from engine.pipeline.run import build_model, load_frozen
 from engine.pipeline.supervise import labelled_renders
-from engine.progress import Progress
 
 
 def main() -> None:
@@ -36,15 +35,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="held-out renders")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    cpu = torch.device("cpu")
-    base = load_config("default")
-    frozen = load_frozen(base, cpu, Progress())
-    data = labelled_renders(base, HELD_OUT_SEED, np.arange(args.n))
+    data = labelled_renders(load_config("default"), HELD_OUT_SEED, np.arange(args.n))
     rows = []
-    for path in args.checkpoints:
+    for path, model in default_models(args.checkpoints, args.threads):
         for clamp in args.clamps:
-            model, _ = build_model(replace(base, pretrain=path, border_clamp_factor=clamp), frozen, cpu)
+            model.cfg = replace(model.cfg, border_clamp_factor=clamp)  # read by predict_depth at each call
             for mirror, radius in itertools.product((False, True), args.radii):
                 with torch.no_grad():
                     depth = torch.cat([model.predict_depth(images, mirror, radius) for images in data.images.split(50)])

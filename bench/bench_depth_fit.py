@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -20,9 +21,21 @@ import torch
 from engine.commands.train_views import HELD_OUT_SEED
 from engine.config import load_config
 from engine.evaluate import TRAINING_SEED
+from engine.pipeline.model import Model
 from engine.pipeline.run import build_model, load_frozen
 from engine.pipeline.supervise import label_errors, labelled_renders
 from engine.progress import Progress
+
+
+def default_models(checkpoints: list[str], threads: int) -> Iterator[tuple[str, Model]]:
+    """Each checkpoint loaded as the `default` preset's pretrain, on the CPU at `threads`; the GAN and the fixed
+    nets are loaded once, as they are the same for every checkpoint."""
+    torch.set_num_threads(threads)
+    cpu = torch.device("cpu")
+    base = load_config("default")
+    frozen = load_frozen(base, cpu, Progress())
+    for path in checkpoints:
+        yield path, build_model(replace(base, pretrain=path), frozen, cpu)[0]
 
 
 def main() -> None:
@@ -31,15 +44,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200, help="renders per seed")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    cpu = torch.device("cpu")
     base = load_config("default")
-    frozen = load_frozen(base, cpu, Progress())  # the GAN and the fixed nets: the same for every checkpoint
     renders = {name: labelled_renders(base, seed, np.arange(args.n))
                for name, seed in (("training", TRAINING_SEED), ("held_out", HELD_OUT_SEED))}
     rows = []
-    for path in args.checkpoints:
-        model, _ = build_model(replace(base, pretrain=path), frozen, cpu)
+    for path, model in default_models(args.checkpoints, args.threads):
         scores = {name: label_errors(model, data, ("depth",)) for name, data in renders.items()}
         gap = scores["held_out"]["depth_mad_deg"] - scores["training"]["depth_mad_deg"]
         rows.append({"checkpoint": path, "renders": args.n, **scores, "gap_mad_deg": round(gap, 2)})
