@@ -97,10 +97,11 @@ class Model(nn.Module):
 
     def predict_depth(self, image: torch.Tensor, mirror_average: bool = False, shift_radius: int = 0
                       ) -> torch.Tensor:
-        """Canonical depth with the official border clamp (§2.5); with `mirror_average`, the mean of D's depth
-        and the mirror of D's depth of the mirrored image (a mirrored object is as likely, so D's errors on
-        the two partly cancel); with `shift_radius` r, also the mean over the image moved by up to r pixels
-        each way, each reading moved back (D is not shift-equivariant: strided convs, a 1×1 bottleneck)."""
+        """Canonical depth with the border clamp of `border_clamp_factor` (official 1.02, §2.5); with
+        `mirror_average`, the mean of D's depth and the mirror of D's depth of the mirrored image (a mirrored
+        object is as likely, so D's errors on the two partly cancel); with `shift_radius` r, also the mean over
+        the image moved by up to r pixels each way, each reading moved back (D is not shift-equivariant:
+        strided convs, a 1×1 bottleneck)."""
         offsets = [(dx, dy) for dy in range(-shift_radius, shift_radius + 1)
                    for dx in range(-shift_radius, shift_radius + 1)]
         moved = [shift(image, dx, dy) for dx, dy in offsets]
@@ -111,7 +112,7 @@ class Model(nn.Module):
         plain, mirrored = readings[:len(offsets)], [mirror(d) for d in readings[len(offsets):]]
         back = [shift(d, -dx, -dy) for group in (plain, mirrored) if group
                 for d, (dx, dy) in zip(group, offsets, strict=True)]
-        depth = torch.stack(back).mean(0)
+        depth = back[0] if len(back) == 1 else torch.stack(back).mean(0)  # the steps' forward: D's reading as is
         return nets.clamp_border(depth, self.cfg.border_depth, self.cfg.border_clamp_factor)
 
     def predict_view(self, images: torch.Tensor) -> torch.Tensor:
