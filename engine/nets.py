@@ -2,10 +2,12 @@
 
 Public API:
 
-    EDDeconv(cin, cout, size, width=1.0, tanh=False, skips=False)   depth net D (cout=1) / albedo net A (cout=3, tanh)
+    EDDeconv(cin, cout, size, width=1.0, tanh=False, skips=False, image_skip=False)
+        depth net D (cout=1) / albedo net A (cout=3, tanh)
     Encoder(cin, cout, size, width=1.0)                    view net V (cout=6) / light net L (cout=4), tanh
     ResEncoder(cin, cout, size, width=1.0)                 latent-offset encoder E (cout=512)
-    build_nets(image_size, width=1.0, latent_dim=512, view_light_width=None, depth_skips=False)
+    build_nets(image_size, width=1.0, latent_dim=512, view_light_width=None, depth_skips=False,
+               depth_image_skip=False)
         {"netD", "netA", "netV", "netL", "netEnc"}; width 1.0 gives the official sizes and state-dict names
         (`network.<index>.*` of one nn.Sequential), so official *_pretrain.pth files load.
     load_gan2shape_checkpoint(path, nets, strict=True) -> list[str]   loads the nets present in the file
@@ -58,6 +60,9 @@ def _scaled(channels: int, width: float) -> int:
     return max(4, 4 * round(channels * width / 4))
 
 
+SKIP_PREFIXES = ("skips.", "image_skip.")  # EDDeconv's state-dict keys of its encoder skips and its image skip
+
+
 def _nf(size: int, width: float) -> int:
     return _scaled(max(4096 // size, 16), width)
 
@@ -80,10 +85,15 @@ class EDDeconv(nn.Module):
     skips=True (not official) adds each encoder level's features, through a 1×1 conv, to the decoder's
     output at the same resolution. Why: the official net squeezes the image through a 1×1 code, so a
     depth map's detail must be regenerated from it; the skips hand it over. The 1×1 convs start at zero,
-    so a skip net is exactly the plain one until trained, and a plain checkpoint loads into it."""
+    so a skip net is exactly the plain one until trained, and a plain checkpoint loads into it.
+
+    image_skip=True (not official) adds a 3×3 conv of the input itself to the decoder's first full-resolution
+    features (after its last up-sampling). Why: the encoder's finest level is already half the resolution, so
+    the decoder cannot place a depth edge on the pixel; half the squared SIDE of the taught D lay on the 5 % of
+    pixels with the steepest true depth (self-occlusion edges). It also starts at zero."""
 
     def __init__(self, cin: int, cout: int, size: int, width: float = 1.0, tanh: bool = False,
-                 skips: bool = False):
+                 skips: bool = False, image_skip: bool = False):
         nf, extra = _nf(size, width), _extra_blocks(size)
         top = nf * 8 * 2**extra  # 512 at width 1 for every size
         zdim = top // 2
@@ -107,6 +117,7 @@ class EDDeconv(nn.Module):
                        nn.Conv2d(c, c, 3, 1, 1, bias=False), _gn(c), nn.ReLU(inplace=True)]
             ups.append(len(layers) - 1)
             prev = c
+        full = len(layers)  # index of the decoder's last up-sampling: its output is at full resolution
         layers += [nn.Upsample(scale_factor=2, mode="nearest"),
                    nn.Conv2d(nf, nf, 3, 1, 1, bias=False), _gn(nf), nn.ReLU(inplace=True),
                    nn.Conv2d(nf, nf, 5, 1, 2, bias=False), _gn(nf), nn.ReLU(inplace=True),
@@ -120,13 +131,27 @@ class EDDeconv(nn.Module):
             self.skips = nn.ModuleList(nn.Conv2d(c, c, 1, bias=False) for c in [top, *reversed(ch)])
             for conv in self.skips:
                 nn.init.zeros_(conv.weight)
-            # decoder output index -> (encoder output index, skip conv) at the same resolution
-            self._pairs = dict(zip(ups, zip(reversed(taps), range(len(ups)), strict=True), strict=True))
-            self._taps = set(taps)
+        # decoder output index -> (encoder output index, skip conv) at the same resolution
+        self._pairs = dict(zip(ups, zip(reversed(taps), range(len(ups)), strict=True), strict=True)) if skips else {}
+        self._taps = set(taps) if skips else set()
+        self.image_skip: nn.Conv2d | None = None
+        if image_skip:
+            self.image_skip = nn.Conv2d(cin, nf, 3, 1, 1, bias=False)
+            nn.init.zeros_(self.image_skip.weight)
+        self._full = full
+
+    def zero_skips(self, keys: Iterable[str]) -> None:
+        """Zero the skip convs that `keys` (a loaded state dict's) do not hold: a file taught without them is
+        then the same function in this net."""
+        keys = set(keys)
+        for name, module in self.named_modules():
+            if f"{name}.".startswith(SKIP_PREFIXES) and isinstance(module, nn.Conv2d) and f"{name}.weight" not in keys:
+                nn.init.zeros_(module.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.skips is None:
+        if self.skips is None and self.image_skip is None:
             return self.network(x)
+        image = x
         kept: dict[int, torch.Tensor] = {}
         for i, layer in enumerate(self.network):
             x = layer(x)
@@ -135,6 +160,8 @@ class EDDeconv(nn.Module):
             elif i in self._pairs:
                 enc, k = self._pairs[i]
                 x = x + self.skips[k](kept.pop(enc))
+            if i == self._full and self.image_skip is not None:
+                x = x + self.image_skip(image)
         return x
 
 
@@ -195,13 +222,14 @@ class ResEncoder(nn.Module):
 
 
 def build_nets(image_size: int, width: float = 1.0, latent_dim: int = 512,
-               view_light_width: float | None = None, depth_skips: bool = False) -> dict[str, nn.Module]:
+               view_light_width: float | None = None, depth_skips: bool = False,
+               depth_image_skip: bool = False) -> dict[str, nn.Module]:
     """The five networks at PyTorch's default init (the official init, §2); V and L at `view_light_width`
     when given (a V/L file taught once for a category need not be as wide as the per-image D and A);
-    D with the encoder-to-decoder skips of EDDeconv when `depth_skips`."""
+    D with the encoder-to-decoder skips of EDDeconv when `depth_skips`, its image skip when `depth_image_skip`."""
     vl = width if view_light_width is None else view_light_width
     return {
-        "netD": EDDeconv(3, 1, image_size, width, skips=depth_skips),
+        "netD": EDDeconv(3, 1, image_size, width, skips=depth_skips, image_skip=depth_image_skip),
         "netA": EDDeconv(3, 3, image_size, width, tanh=True),
         "netV": Encoder(3, 6, image_size, vl),
         "netL": Encoder(3, 4, image_size, vl),
@@ -326,21 +354,25 @@ def resolve_mvn(name_or_path: str | None, kind: str) -> Mvn:
 # Checkpoints
 
 
-def _has_skips(keys: Iterable[Any]) -> bool:
-    """Whether a netD/netA state dict (or its keys) holds EDDeconv's skips."""
-    return any(str(k).startswith("skips.") for k in keys)
+def _has_skips(keys: Iterable[Any], prefix: str = "skips.") -> bool:
+    """Whether a netD/netA state dict (or its keys) holds EDDeconv's skips (or, with prefix "image_skip.",
+    its image skip)."""
+    return any(str(k).startswith(prefix) for k in keys)
 
 
 def _check_state(name: str, state: Any, net: nn.Module, path: str | Path) -> None:
     if not isinstance(state, Mapping):
         raise EngineError(f"entry '{name}' is not a state dict", path)
     want = net.state_dict()
-    # a plain D's file loads into a skip D, whose skips are then zeroed: the same function
-    plain = not _has_skips(state)
-    missing = sorted(k for k in set(want) - set(state) if not (plain and k.startswith("skips.")))
+    # a file without a kind of skip loads into a net with it, whose convs of that kind are then zeroed (the
+    # same function); EDDeconv's encoder skips come all or none
+    absent = tuple(p for p in SKIP_PREFIXES if not _has_skips(state, p))
+    missing = sorted(k for k in set(want) - set(state) if not k.startswith(absent))
     unexpected = sorted(set(state) - set(want))
     if missing or unexpected:
-        skips = " / depth_skips" if _has_skips(unexpected) else ""
+        keys = [key for p, key in zip(SKIP_PREFIXES, ("depth_skips", "depth_image_skip"), strict=True)
+                if _has_skips(unexpected, p)]
+        skips = "".join(f" / {k}" for k in keys)
         raise EngineError(f"'{name}' does not match this network (image size / width{skips}?): "
                           f"{len(missing)} missing keys (e.g. {missing[:2]}), "
                           f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})", path)
@@ -367,9 +399,8 @@ def load_gan2shape_checkpoint(path: str | Path, nets: Mapping[str, nn.Module], s
     for name in present:
         net = nets[name]
         net.load_state_dict(data[name], strict=False)  # _check_state allowed only absent skips
-        if getattr(net, "skips", None) is not None and not _has_skips(data[name]):
-            for conv in net.skips:
-                nn.init.zeros_(conv.weight)
+        if isinstance(net, EDDeconv):
+            net.zero_skips(data[name])
     return present
 
 
@@ -405,11 +436,12 @@ def describe_checkpoint(path: str | Path) -> str:
         size, width = _infer_size(data[probe], encoder=probe in ("netV", "netL"))
     except (ValueError, KeyError, AttributeError) as exc:
         raise EngineError(f"{probe} layout not recognised", path) from exc
-    skips = _has_skips(data.get("netD", {}))
-    nets = build_nets(size, width, depth_skips=skips)
+    skips, image_skip = (_has_skips(data.get("netD", {}), p) for p in SKIP_PREFIXES)
+    nets = build_nets(size, width, depth_skips=skips, depth_image_skip=image_skip)
     names = load_gan2shape_checkpoint(path, nets)
     w = "" if abs(width - 1) < 1e-6 else f", width {width:g}"
-    return f"gan2shape, {size}², {'/'.join(names)}{w}{', D with skips' if skips else ''}"
+    kinds = " and ".join(k for k, on in (("skips", skips), ("an image skip", image_skip)) if on)
+    return f"gan2shape, {size}², {'/'.join(names)}{w}{f', D with {kinds}' if kinds else ''}"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ class Model(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.nets = nn.ModuleDict(nets.build_nets(cfg.image_size, cfg.net_width, generator.latent_dim,
-                                                     cfg.view_light_width, cfg.depth_skips))
+                                                     cfg.view_light_width, cfg.depth_skips, cfg.depth_image_skip))
         self.generator = generator
         self.perceptual = perceptual
         self.register_buffer("view_mean", view_mean.float().reshape(1, 6))
