@@ -194,6 +194,30 @@ def test_depth_skips_start_as_the_plain_net_and_load_both_ways(size, tmp_path):
         load_gan2shape_checkpoint(tmp_path / "skip.pth", {"netD": plain})
 
 
+@pytest.mark.parametrize("skips", [False, True])
+def test_image_skip_starts_as_the_net_without_it_and_loads_both_ways(skips, tmp_path):
+    torch.manual_seed(0)
+    without = build_nets(64, width=0.25, depth_skips=skips)["netD"]
+    with_image = build_nets(64, width=0.25, depth_skips=skips, depth_image_skip=True)["netD"]
+    assert _count(with_image) - _count(without) == 3 * 16 * 9  # a 3×3 conv from RGB to the 16 full-resolution channels
+    save_gan2shape_checkpoint(tmp_path / "without.pth", {"netD": without})
+    nn.init.normal_(with_image.image_skip.weight)  # a taught image skip is zeroed again by a file without one
+    x = torch.randn(2, 3, 64, 64)
+    assert load_gan2shape_checkpoint(tmp_path / "without.pth", {"netD": with_image}) == ["netD"]
+    assert torch.equal(with_image(x), without(x))
+    with_image(x).square().mean().backward()
+    assert with_image.image_skip.weight.grad.abs().sum() > 0
+    nn.init.normal_(with_image.image_skip.weight, std=0.1)
+    save_gan2shape_checkpoint(tmp_path / "image.pth", {"netD": with_image})
+    kinds = "skips and an image skip" if skips else "an image skip"
+    assert describe_checkpoint(tmp_path / "image.pth") == f"gan2shape, 64², netD, width 0.25, D with {kinds}"
+    again = build_nets(64, width=0.25, depth_skips=skips, depth_image_skip=True)["netD"]
+    load_gan2shape_checkpoint(tmp_path / "image.pth", {"netD": again})
+    assert torch.equal(again(x), with_image(x))
+    with pytest.raises(EngineError, match="depth_image_skip"):
+        load_gan2shape_checkpoint(tmp_path / "image.pth", {"netD": without})
+
+
 def test_info_validator_is_registered(tmp_path):
     path = tmp_path / "celeba_pretrain.pth"
     save_gan2shape_checkpoint(path, build_nets(128, width=0.125))
