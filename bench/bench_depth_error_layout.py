@@ -3,8 +3,10 @@
 Why: a depth net wrong at the silhouette wants sharper edges, one wrong everywhere a better shape. For each
 folder, from each bundle's `depth_view.npy` and the folder's `test/depth/<name>.npy` over the scored mask (the
 eroded object and prediction, as `engine.metrics.depth_metrics`): the share of the scored pixels and of the
-squared SIDE in bands of distance (px) from the true silhouette, the mean SIDE (×10⁻²), and the mean SIDE left
-after a per-image affine fit of the predicted log depth to the true one (what a wrong relief scale costs).
+squared SIDE in bands of distance (px) from the true silhouette and in the steepest 5 % and 10 % of the scored
+pixels (by the true log depth's largest step to a 4-neighbour: self-occlusion edges and slopes seen edge-on),
+the mean SIDE (×10⁻²), and the mean SIDE left after a per-image affine fit of the predicted log depth to the true
+one (what a wrong relief scale costs).
 
     .venv/bin/python bench/bench_depth_error_layout.py out/evaluate-default-seed1 [other-run/ ...]
 """
@@ -24,11 +26,21 @@ from engine.evaluate import hit
 from engine.metrics import erode, gt_mask
 
 BANDS = ((0, 2), (2, 3), (3, 5), (5, 8), (8, 1000))
+STEEPEST = (0.05, 0.10)
+
+
+def steepness(log_depth: np.ndarray) -> np.ndarray:
+    """The largest absolute step of a log-depth map to its 4-neighbours, per pixel (edges replicated)."""
+    padded = np.pad(log_depth, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    steps = [padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+    return np.max([np.abs(n - centre) for n in steps], axis=0)
 
 
 def layout(folder: Path) -> dict:
     cfg = load_config("default")
     shares = np.zeros((len(BANDS), 2))
+    steep = np.zeros(len(STEEPEST))
     sides, affine = [], []
     for bundle in sorted((folder / "bundles").iterdir()):
         gt = np.load(folder / "test" / "depth" / f"{bundle.name}.npy")
@@ -44,11 +56,17 @@ def layout(folder: Path) -> dict:
         for i, (lo, hi) in enumerate(BANDS):
             band = (distance > lo) & (distance <= hi)
             shares[i] += band.mean(), (residual[band] ** 2).sum() / (residual**2).sum()
+        order = np.argsort(-steepness(np.log(gt))[mask], kind="stable")
+        for i, top in enumerate(STEEPEST):
+            steep[i] += (residual[order[:round(top * len(order))]] ** 2).sum() / (residual**2).sum()
     shares /= len(sides)
+    steep /= len(sides)
     return {"folder": str(folder), "images": len(sides), "side_x100": round(100 * float(np.mean(sides)), 3),
             "affine_fit_side_x100": round(100 * float(np.mean(affine)), 3),
             "bands_px": [{"distance": f"{lo}-{hi}", "pixel_share": round(float(p), 3), "squared_side_share":
-                          round(float(e), 3)} for (lo, hi), (p, e) in zip(BANDS, shares, strict=True)]}
+                          round(float(e), 3)} for (lo, hi), (p, e) in zip(BANDS, shares, strict=True)],
+            "steepest": [{"pixel_share": top, "squared_side_share": round(float(e), 3)}
+                         for top, e in zip(STEEPEST, steep, strict=True)]}
 
 
 def main() -> None:
