@@ -5,8 +5,9 @@ folder, from each bundle's `depth_view.npy` and the folder's `test/depth/<name>.
 eroded object and prediction, as `engine.metrics.depth_metrics`): the share of the scored pixels and of the
 squared SIDE in bands of distance (px) from the true silhouette and in the steepest 5 % and 10 % of the scored
 pixels (by the true log depth's largest step to a 4-neighbour: self-occlusion edges and slopes seen edge-on),
-the mean SIDE (×10⁻²), and the mean SIDE left after a per-image affine fit of the predicted log depth to the true
-one (what a wrong relief scale costs).
+the mean SIDE (×10⁻²), the mean SIDE left after a per-image affine fit of the predicted log depth to the true
+one (what a wrong relief scale costs), and, for reference, the mean SIDE of the true log depth itself blurred
+over the object (Gaussian σ of 0.5 and 1 px): what a depth exact but for soft edges would score.
 
     .venv/bin/python bench/bench_depth_error_layout.py out/evaluate-default-seed1 [other-run/ ...]
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.ndimage import distance_transform_edt
+from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from engine.config import load_config
 from engine.evaluate import hit
@@ -27,6 +28,7 @@ from engine.metrics import erode, gt_mask
 
 BANDS = ((0, 2), (2, 3), (3, 5), (5, 8), (8, 1000))
 STEEPEST = (0.05, 0.10)
+BLURS_PX = (0.5, 1.0)
 
 
 def steepness(log_depth: np.ndarray) -> np.ndarray:
@@ -41,6 +43,7 @@ def layout(folder: Path) -> dict:
     cfg = load_config("default")
     shares = np.zeros((len(BANDS), 2))
     steep = np.zeros(len(STEEPEST))
+    blurred = np.zeros(len(BLURS_PX))
     sides, affine = [], []
     for bundle in sorted((folder / "bundles").iterdir()):
         gt = np.load(folder / "test" / "depth" / f"{bundle.name}.npy")
@@ -59,14 +62,22 @@ def layout(folder: Path) -> dict:
         order = np.argsort(-steepness(np.log(gt))[mask], kind="stable")
         for i, top in enumerate(STEEPEST):
             steep[i] += (residual[order[:round(top * len(order))]] ** 2).sum() / (residual**2).sum()
+        inside = gt_mask(truth)[0].numpy().astype(float)
+        for i, sigma in enumerate(BLURS_PX):  # a normalised blur: the background does not leak in
+            soft = gaussian_filter(np.log(gt) * inside, sigma) / np.maximum(gaussian_filter(inside, sigma), 1e-9)
+            error = soft[mask] - y
+            blurred[i] += np.sqrt(((error - error.mean()) ** 2).mean())
     shares /= len(sides)
     steep /= len(sides)
+    blurred /= len(sides)
     return {"folder": str(folder), "images": len(sides), "side_x100": round(100 * float(np.mean(sides)), 3),
             "affine_fit_side_x100": round(100 * float(np.mean(affine)), 3),
             "bands_px": [{"distance": f"{lo}-{hi}", "pixel_share": round(float(p), 3), "squared_side_share":
                           round(float(e), 3)} for (lo, hi), (p, e) in zip(BANDS, shares, strict=True)],
             "steepest": [{"pixel_share": top, "squared_side_share": round(float(e), 3)}
-                         for top, e in zip(STEEPEST, steep, strict=True)]}
+                         for top, e in zip(STEEPEST, steep, strict=True)],
+            "blurred_truth": [{"sigma_px": sigma, "side_x100": round(100 * float(b), 3)}
+                              for sigma, b in zip(BLURS_PX, blurred, strict=True)]}
 
 
 def main() -> None:
