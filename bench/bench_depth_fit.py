@@ -21,6 +21,8 @@ import torch
 from engine.commands.train_views import HELD_OUT_SEED
 from engine.config import load_config
 from engine.evaluate import TRAINING_SEED
+from engine.io import load_torch
+from engine.nets import depth_skip_config
 from engine.pipeline.model import Model
 from engine.pipeline.run import build_model, load_frozen
 from engine.pipeline.supervise import label_errors, labelled_renders
@@ -28,14 +30,16 @@ from engine.progress import Progress
 
 
 def default_models(checkpoints: list[str], threads: int) -> Iterator[tuple[str, Model]]:
-    """Each checkpoint loaded as the `default` preset's pretrain, on the CPU at `threads`; the GAN and the fixed
+    """Each checkpoint loaded as the `default` preset's pretrain (in a D with the skips it was taught with), on the
+    CPU at `threads`; the GAN and the fixed
     nets are loaded once, as they are the same for every checkpoint."""
     torch.set_num_threads(threads)
     cpu = torch.device("cpu")
     base = load_config("default")
     frozen = load_frozen(base, cpu, Progress())
     for path in checkpoints:
-        yield path, build_model(replace(base, pretrain=path), frozen, cpu)[0]
+        skips = depth_skip_config(load_torch(path))  # a D taught with other skips than the preset's
+        yield path, build_model(replace(base, pretrain=path, **skips), frozen, cpu)[0]
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ Public API:
         (weights_only, map_location cpu, exact key/shape check); returns the names loaded.
     save_gan2shape_checkpoint(path, nets, extra=None)       atomic, same layout as the official files.
     describe_checkpoint(path) -> str                        validator for `engine info` (kind "gan2shape").
+    depth_skip_config(data) -> {"depth_skips": bool, "depth_image_skip": bool}   the skips of a loaded file's netD
 
     depth_from_raw(raw, min_depth=0.9, max_depth=1.1) -> B×H×W       tanh(raw − spatial mean), rescaled
     clamp_border(depth, border_depth=1.04, factor=1.02, width=2)     QUIRK 1.02 of §2.5 (factor=1 = Unsup3d)
@@ -60,7 +61,9 @@ def _scaled(channels: int, width: float) -> int:
     return max(4, 4 * round(channels * width / 4))
 
 
-SKIP_PREFIXES = ("skips.", "image_skip.")  # EDDeconv's state-dict keys of its encoder skips and its image skip
+# the config key of each kind of EDDeconv skip -> the prefix of its state-dict keys
+SKIP_KEYS = {"depth_skips": "skips.", "depth_image_skip": "image_skip."}
+SKIP_PREFIXES = tuple(SKIP_KEYS.values())
 
 
 def _nf(size: int, width: float) -> int:
@@ -360,6 +363,12 @@ def _has_skips(keys: Iterable[Any], prefix: str = "skips.") -> bool:
     return any(str(k).startswith(prefix) for k in keys)
 
 
+def depth_skip_config(data: Mapping[str, Any]) -> dict[str, bool]:
+    """The config keys (`depth_skips`, `depth_image_skip`) of the D a loaded checkpoint's netD entry was made by."""
+    state = data.get("netD", {})
+    return {key: _has_skips(state, prefix) for key, prefix in SKIP_KEYS.items()}
+
+
 def _check_state(name: str, state: Any, net: nn.Module, path: str | Path) -> None:
     if not isinstance(state, Mapping):
         raise EngineError(f"entry '{name}' is not a state dict", path)
@@ -370,9 +379,7 @@ def _check_state(name: str, state: Any, net: nn.Module, path: str | Path) -> Non
     missing = sorted(k for k in set(want) - set(state) if not k.startswith(absent))
     unexpected = sorted(set(state) - set(want))
     if missing or unexpected:
-        keys = [key for p, key in zip(SKIP_PREFIXES, ("depth_skips", "depth_image_skip"), strict=True)
-                if _has_skips(unexpected, p)]
-        skips = "".join(f" / {k}" for k in keys)
+        skips = "".join(f" / {key}" for key, prefix in SKIP_KEYS.items() if _has_skips(unexpected, prefix))
         raise EngineError(f"'{name}' does not match this network (image size / width{skips}?): "
                           f"{len(missing)} missing keys (e.g. {missing[:2]}), "
                           f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})", path)
@@ -436,8 +443,9 @@ def describe_checkpoint(path: str | Path) -> str:
         size, width = _infer_size(data[probe], encoder=probe in ("netV", "netL"))
     except (ValueError, KeyError, AttributeError) as exc:
         raise EngineError(f"{probe} layout not recognised", path) from exc
-    skips, image_skip = (_has_skips(data.get("netD", {}), p) for p in SKIP_PREFIXES)
-    nets = build_nets(size, width, depth_skips=skips, depth_image_skip=image_skip)
+    kinds = depth_skip_config(data)
+    skips, image_skip = kinds["depth_skips"], kinds["depth_image_skip"]
+    nets = build_nets(size, width, **kinds)
     names = load_gan2shape_checkpoint(path, nets)
     w = "" if abs(width - 1) < 1e-6 else f", width {width:g}"
     kinds = " and ".join(k for k, on in (("skips", skips), ("an image skip", image_skip)) if on)
