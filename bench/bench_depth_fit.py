@@ -31,8 +31,7 @@ from engine.progress import Progress
 
 def default_models(checkpoints: list[str], threads: int) -> Iterator[tuple[str, Model]]:
     """Each checkpoint loaded as the `default` preset's pretrain (in a D with the skips it was taught with), on the
-    CPU at `threads`; the GAN and the fixed
-    nets are loaded once, as they are the same for every checkpoint."""
+    CPU at `threads`; the GAN and the fixed nets are loaded once, as they are the same for every checkpoint."""
     torch.set_num_threads(threads)
     cpu = torch.device("cpu")
     base = load_config("default")
