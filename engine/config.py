@@ -250,7 +250,7 @@ class Config:
     net_width: float = 1.0  # width factor of D, A, V, L, E (1.0 = official sizes)
     view_light_width: float | None = None  # width factor of V and L alone (None = net_width)
     depth_skips: bool = False  # D's encoder levels added to its decoder's (nets.EDDeconv); official: none
-    depth_image_skip: bool = False  # D's input added to its decoder at full resolution (a 3×3 conv); official: none
+    depth_image_skip: bool = False  # D's input added to its decoder at full resolution (two 3×3 convs); official: none
     depth_mirror_average: bool = False  # result's depth: mean with D's mirrored reading of the mirrored input
     depth_shift_average: int = 0  # result's depth: mean of D's readings of the input moved up to this many pixels
     max_input_side: int = 4096  # larger inputs are downscaled on load, with a warning

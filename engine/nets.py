@@ -90,10 +90,12 @@ class EDDeconv(nn.Module):
     depth map's detail must be regenerated from it; the skips hand it over. The 1×1 convs start at zero,
     so a skip net is exactly the plain one until trained, and a plain checkpoint loads into it.
 
-    image_skip=True (not official) adds a 3×3 conv of the input itself to the decoder's first full-resolution
-    features (after its last up-sampling). Why: the encoder's finest level is already half the resolution, so
-    the decoder cannot place a depth edge on the pixel; half the squared SIDE of the taught D lay on the 5 % of
-    pixels with the steepest true depth (self-occlusion edges). It also starts at zero."""
+    image_skip=True (not official) adds features of the input itself (3×3 conv, LeakyReLU, 3×3 conv) to the
+    decoder's first full-resolution features (after its last up-sampling). Why: the encoder's finest level is
+    already half the resolution, so the decoder cannot place a depth edge on the pixel; half the squared SIDE of
+    the taught D lay on the 5 % of pixels with the steepest true depth (self-occlusion edges). Its last conv
+    starts at zero (the first keeps its random start, or no gradient would reach either); two layers gained
+    twice what one 3×3 conv did (docs/default-model.md, item 27)."""
 
     def __init__(self, cin: int, cout: int, size: int, width: float = 1.0, tanh: bool = False,
                  skips: bool = False, image_skip: bool = False):
@@ -137,19 +139,22 @@ class EDDeconv(nn.Module):
         # decoder output index -> (encoder output index, skip conv) at the same resolution
         self._pairs = dict(zip(ups, zip(reversed(taps), range(len(ups)), strict=True), strict=True)) if skips else {}
         self._taps = set(taps) if skips else set()
-        self.image_skip: nn.Conv2d | None = None
+        self.image_skip: nn.Sequential | None = None
         if image_skip:
-            self.image_skip = nn.Conv2d(cin, nf, 3, 1, 1, bias=False)
-            nn.init.zeros_(self.image_skip.weight)
+            self.image_skip = nn.Sequential(nn.Conv2d(cin, nf, 3, 1, 1, bias=False), nn.LeakyReLU(0.2),
+                                            nn.Conv2d(nf, nf, 3, 1, 1, bias=False))
+            nn.init.zeros_(self.image_skip[-1].weight)
         self._full = full
 
     def zero_skips(self, keys: Iterable[str]) -> None:
-        """Zero the skip convs that `keys` (a loaded state dict's) do not hold: a file taught without them is
-        then the same function in this net."""
+        """Zero the last conv of each skip that `keys` (a loaded state dict's) do not hold: a file taught
+        without them is then the same function in this net."""
         keys = set(keys)
-        for name, module in self.named_modules():
-            if f"{name}.".startswith(SKIP_PREFIXES) and isinstance(module, nn.Conv2d) and f"{name}.weight" not in keys:
-                nn.init.zeros_(module.weight)
+        outputs = [*(self.skips or ()), *(self.image_skip[-1:] if self.image_skip is not None else ())]
+        names = {id(m): n for n, m in self.named_modules()}
+        for conv in outputs:
+            if f"{names[id(conv)]}.weight" not in keys:
+                nn.init.zeros_(conv.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.skips is None and self.image_skip is None:

@@ -199,15 +199,18 @@ def test_image_skip_starts_as_the_net_without_it_and_loads_both_ways(skips, tmp_
     torch.manual_seed(0)
     without = build_nets(64, width=0.25, depth_skips=skips)["netD"]
     with_image = build_nets(64, width=0.25, depth_skips=skips, depth_image_skip=True)["netD"]
-    assert _count(with_image) - _count(without) == 3 * 16 * 9  # a 3×3 conv from RGB to the 16 full-resolution channels
+    # 3×3 convs from RGB to the 16 full-resolution channels, then 16 → 16
+    assert _count(with_image) - _count(without) == 3 * 16 * 9 + 16 * 16 * 9
     save_gan2shape_checkpoint(tmp_path / "without.pth", {"netD": without})
-    nn.init.normal_(with_image.image_skip.weight)  # a taught image skip is zeroed again by a file without one
+    for conv in with_image.image_skip[::2]:  # a taught image skip is silenced again by a file without one
+        nn.init.normal_(conv.weight)
     x = torch.randn(2, 3, 64, 64)
     assert load_gan2shape_checkpoint(tmp_path / "without.pth", {"netD": with_image}) == ["netD"]
     assert torch.equal(with_image(x), without(x))
     with_image(x).square().mean().backward()
-    assert with_image.image_skip.weight.grad.abs().sum() > 0
-    nn.init.normal_(with_image.image_skip.weight, std=0.1)
+    assert with_image.image_skip[-1].weight.grad.abs().sum() > 0  # the first conv's random start feeds it
+    for conv in with_image.image_skip[::2]:
+        nn.init.normal_(conv.weight, std=0.1)
     save_gan2shape_checkpoint(tmp_path / "image.pth", {"netD": with_image})
     kinds = "skips and an image skip" if skips else "an image skip"
     assert describe_checkpoint(tmp_path / "image.pth") == f"gan2shape, 64², netD, width 0.25, D with {kinds}"
