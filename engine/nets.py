@@ -440,19 +440,29 @@ def _infer_size(state: Mapping[str, torch.Tensor], encoder: bool = False) -> tup
 def describe_checkpoint(path: str | Path) -> str:
     """Validator for weights kind 'gan2shape': which nets, for which image size; EngineError if invalid."""
     data = load_torch(path)
-    probe = next((name for name in ("netD", "netA", "netV", "netL") if name in data), None) \
-        if isinstance(data, Mapping) else None
-    if probe is None:
+    # (image size, width) of the D/A pair and of the V/L pair, each read from the first of them in the file:
+    # a preset may make V and L narrower than D and A (`view_light_width`), as the default's pretrain.pth does
+    found: dict[bool, tuple[int, float]] = {}
+    for encoder, names in ((False, ("netD", "netA")), (True, ("netV", "netL"))):
+        probe = next((name for name in names if name in data), None) if isinstance(data, Mapping) else None
+        if probe is not None:
+            try:
+                found[encoder] = _infer_size(data[probe], encoder=encoder)
+            except (ValueError, KeyError, AttributeError) as exc:
+                raise EngineError(f"{probe} layout not recognised", path) from exc
+    if not found:
         raise EngineError("expected a gan2shape checkpoint (dict with netD / netA / netV / netL / netEnc)", path)
-    try:
-        size, width = _infer_size(data[probe], encoder=probe in ("netV", "netL"))
-    except (ValueError, KeyError, AttributeError) as exc:
-        raise EngineError(f"{probe} layout not recognised", path) from exc
+    if len({size for size, _ in found.values()}) > 1:
+        raise EngineError(f"its nets are for different image sizes ({found[False][0]}² and {found[True][0]}²)", path)
+    size, width = found.get(False, found.get(True))
+    view_light_width = found.get(True, (size, width))[1]
     kinds = depth_skip_config(data)
     skips, image_skip = kinds["depth_skips"], kinds["depth_image_skip"]
-    nets = build_nets(size, width, **kinds)
+    nets = build_nets(size, width, view_light_width=view_light_width, **kinds)
     names = load_gan2shape_checkpoint(path, nets)
     w = "" if abs(width - 1) < 1e-6 else f", width {width:g}"
+    if abs(view_light_width - width) > 1e-6:
+        w += f" (V and L {view_light_width:g})"
     kinds = " and ".join(k for k, on in (("skips", skips), ("an image skip", image_skip)) if on)
     return f"gan2shape, {size}², {'/'.join(names)}{w}{f', D with {kinds}' if kinds else ''}"
 

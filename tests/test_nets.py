@@ -156,6 +156,14 @@ def test_checkpoint_round_trip_and_strict_checks(tmp_path):
         views = build_nets(size, width)
         save_gan2shape_checkpoint(tmp_path / "vl.pth", {k: views[k] for k in ("netV", "netL")})
         assert describe_checkpoint(tmp_path / "vl.pth") == f"gan2shape, {size}², netV/netL, width {width:g}"
+    # D at width 0.5 beside V and L at 0.25, as the default preset's pretrain.pth (`view_light_width`)
+    narrow = build_nets(64, width=0.25)
+    mixed = {"netD": build_nets(64, width=0.5)["netD"], "netV": narrow["netV"], "netL": narrow["netL"]}
+    save_gan2shape_checkpoint(tmp_path / "mixed.pth", mixed)
+    assert describe_checkpoint(tmp_path / "mixed.pth") == "gan2shape, 64², netD/netV/netL, width 0.5 (V and L 0.25)"
+    save_gan2shape_checkpoint(tmp_path / "sizes.pth", {"netD": mixed["netD"], "netV": views["netV"]})  # V at 128²
+    with pytest.raises(EngineError, match="different image sizes"):
+        describe_checkpoint(tmp_path / "sizes.pth")
     broken = {"netD": {k: v for k, v in partial["netD"].items() if not k.startswith("network.0.")}}
     torch.save(broken, tmp_path / "broken.pth")
     with pytest.raises(EngineError, match="missing"):
@@ -219,6 +227,16 @@ def test_image_skip_starts_as_the_net_without_it_and_loads_both_ways(skips, tmp_
     assert torch.equal(again(x), with_image(x))
     with pytest.raises(EngineError, match="depth_image_skip"):
         load_gan2shape_checkpoint(tmp_path / "image.pth", {"netD": without})
+
+
+def test_every_checkpoint_shipped_in_weights_validates_as_its_kind():
+    """`engine info` must not call a shipped file invalid (the default's pretrain.pth once was: its V and L are
+    narrower than its D)."""
+    shipped = [(e, weights.REPO_WEIGHTS / e.file) for e in weights.manifest().values()]
+    shipped = [(e, path) for e, path in shipped if path.is_file()]
+    assert {e.name for e, _ in shipped} >= {"default", "default-pretrain", "default-views-lights"}
+    for entry, path in shipped:
+        assert weights.validate(entry, path), entry.name
 
 
 def test_info_validator_is_registered(tmp_path):
