@@ -150,11 +150,10 @@ class EDDeconv(nn.Module):
         """Zero the last conv of each skip that `keys` (a loaded state dict's) do not hold: a file taught
         without them is then the same function in this net."""
         keys = set(keys)
-        outputs = [*(self.skips or ()), *(self.image_skip[-1:] if self.image_skip is not None else ())]
-        names = {id(m): n for n, m in self.named_modules()}
-        for conv in outputs:
-            if f"{names[id(conv)]}.weight" not in keys:
-                nn.init.zeros_(conv.weight)
+        last = {id(m) for m in (*(self.skips or ()), *(self.image_skip[-1:] if self.image_skip is not None else ()))}
+        for name, module in self.named_modules():
+            if id(module) in last and f"{name}.weight" not in keys:
+                nn.init.zeros_(module.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.skips is None and self.image_skip is None:
@@ -440,11 +439,13 @@ def _infer_size(state: Mapping[str, torch.Tensor], encoder: bool = False) -> tup
 def describe_checkpoint(path: str | Path) -> str:
     """Validator for weights kind 'gan2shape': which nets, for which image size; EngineError if invalid."""
     data = load_torch(path)
+    if not isinstance(data, Mapping):
+        data = {}
     # (image size, width) of the D/A pair and of the V/L pair, each read from the first of them in the file:
     # a preset may make V and L narrower than D and A (`view_light_width`), as the default's pretrain.pth does
     found: dict[bool, tuple[int, float]] = {}
     for encoder, names in ((False, ("netD", "netA")), (True, ("netV", "netL"))):
-        probe = next((name for name in names if name in data), None) if isinstance(data, Mapping) else None
+        probe = next((name for name in names if name in data), None)
         if probe is not None:
             try:
                 found[encoder] = _infer_size(data[probe], encoder=encoder)
